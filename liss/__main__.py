@@ -1,0 +1,5 @@
+import sys
+
+from liss.cli import main
+
+sys.exit(main())

@@ -1,0 +1,102 @@
+"""The `liss` command line: `liss train | data synth | data check | config defaults`.
+
+Heavy imports (torch, mlflow) happen inside the subcommands so `liss --help` is instant and a
+config error is reported before anything slow starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _train(args: argparse.Namespace) -> int:
+    from liss import config
+    from liss.train.trainer import train
+
+    cfg = config.load(args.config, args.overrides)
+    return train(cfg)
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from liss.data import synthetic
+
+    out = Path(args.out)
+    if args.if_missing and synthetic.is_complete(out):
+        print(f"liss: synthetic dataset already at {out}")
+        return EXIT_OK
+    summary = synthetic.generate(out, n_train=args.n_train, n_test=args.n_test,
+                                 size=args.size, seed=args.seed)
+    print(summary)
+    return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    from liss.data.check import check_dataset
+
+    report = check_dataset(Path(args.root), crop_size=args.crop_size,
+                           require_depth=not args.no_depth)
+    print(report.format())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _defaults(args: argparse.Namespace) -> int:
+    from liss import config
+
+    print(config.render_defaults(), end="")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="liss", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a LiSS model")
+    t.add_argument("config", nargs="?", help="YAML config (defaults when omitted)")
+    t.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="dotted overrides, e.g. train.max_steps=50 schedule.task_schedule=liss")
+    t.set_defaults(func=_train)
+
+    data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_cmd", required=True)
+    s = data.add_parser("synth", help="write the built-in synthetic benchmark dataset")
+    s.add_argument("out", help="output folder (CycleGAN layout)")
+    s.add_argument("--n-train", type=int, default=200, help="train images per domain")
+    s.add_argument("--n-test", type=int, default=50, help="test images per domain")
+    s.add_argument("--size", type=int, default=128, help="image side in pixels")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--if-missing", action="store_true",
+                   help="do nothing when a complete dataset is already there")
+    s.set_defaults(func=_synth)
+    c = data.add_parser("check", help="scan a dataset for unreadable files and missing depth")
+    c.add_argument("root")
+    c.add_argument("--crop-size", type=int, default=None,
+                   help="also report images smaller than this")
+    c.add_argument("--no-depth", action="store_true", help="depth maps are not required")
+    c.set_defaults(func=_check)
+
+    cfg = sub.add_parser("config", help="configs").add_subparsers(dest="config_cmd", required=True)
+    d = cfg.add_parser("defaults", help="print every option with its default (default.yaml)")
+    d.set_defaults(func=_defaults)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from liss.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"liss: config error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("liss: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

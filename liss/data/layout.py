@@ -1,0 +1,77 @@
+"""CycleGAN folder layout: `ROOT/{train,val,test}{A,B}/<stem>.<ext>` with `depths/<stem>.png`.
+
+Only the top level of a split folder is scanned. Validation images come from `valA/valB`
+when they exist, else they are carved from train deterministically (see `split_train_val`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+DOMAINS = ("A", "B")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Sorted image files at the top level of `folder` (empty list when it does not exist)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file()
+                  and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+
+
+def depth_path(image: Path) -> Path:
+    """Where the depth map of `image` lives: `<folder>/depths/<stem>.png`."""
+    return image.parent / "depths" / f"{image.stem}.png"
+
+
+@dataclass(frozen=True)
+class Split:
+    """The image files of one split, per domain (after `direction` swapping)."""
+
+    A: list[Path]
+    B: list[Path]
+
+    def __getitem__(self, domain: str) -> list[Path]:
+        return self.A if domain == "A" else self.B
+
+
+def _stable_rank(path: Path) -> str:
+    return hashlib.sha1(path.name.encode()).hexdigest()
+
+
+def split_train_val(files: list[Path], val_fraction: float) -> tuple[list[Path], list[Path]]:
+    """Carve a validation set from train: the files with the smallest name hash.
+
+    Hashing names (not positions) keeps the carve stable when files are added or removed.
+    At least one file stays on each side when there are two or more.
+    """
+    if len(files) < 2:
+        return list(files), []
+    n_val = min(len(files) - 1, max(1, round(len(files) * val_fraction)))
+    held = set(sorted(files, key=_stable_rank)[:n_val])
+    return [f for f in files if f not in held], [f for f in files if f in held]
+
+
+def _domain_folder(root: Path, split: str, domain: str, direction: str) -> Path:
+    if direction == "BtoA":
+        domain = "B" if domain == "A" else "A"
+    return root / f"{split}{domain}"
+
+
+def load_splits(root: Path, *, direction: str = "AtoB", val_fraction: float = 0.1,
+                max_dataset_size: int = 0) -> dict[str, Split]:
+    """`{"train": Split, "val": Split, "test": Split}` for a dataset root."""
+    def files(split: str, domain: str) -> list[Path]:
+        found = list_images(_domain_folder(root, split, domain, direction))
+        return found[:max_dataset_size] if max_dataset_size else found
+
+    out: dict[str, dict[str, list[Path]]] = {"train": {}, "val": {}, "test": {}}
+    for d in DOMAINS:
+        train, val = files("train", d), files("val", d)
+        if not val:
+            train, val = split_train_val(train, val_fraction)
+        out["train"][d], out["val"][d], out["test"][d] = train, val, files("test", d)
+    return {name: Split(A=v["A"], B=v["B"]) for name, v in out.items()}
