@@ -16,9 +16,14 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 def _train(args: argparse.Namespace) -> int:
     from liss import config
+
+    path, overrides = args.config, list(args.overrides)
+    if path is not None and "=" in path and not Path(path).exists():
+        path, overrides = None, [path, *overrides]  # `liss train key=value ...`
+    cfg = config.load(path, overrides)  # config errors surface before torch is imported
+
     from liss.train.trainer import train
 
-    cfg = config.load(args.config, args.overrides)
     return train(cfg)
 
 

@@ -43,6 +43,8 @@ def opt(
 
 
 TASK_NAMES = ("rotation", "jigsaw", "depth", "gray")  # fixed priority order (spec §3)
+# what a task's threshold reads: accuracy (pass when above) or loss (pass when below)
+TASK_METRICS = {"rotation": "acc", "jigsaw": "acc", "depth": "loss", "gray": "loss"}
 SCHEDULES = (
     "parallel",
     "sequential",
@@ -168,6 +170,8 @@ class TrainConfig:
     grid_every: int = opt(0, "save an image grid every N steps (0 = at validation)", ge=0)
     ckpt_every: int = opt(5000, "checkpoint every N steps (and at the end)", ge=1)
     keep_checkpoints: int = opt(3, "keep the newest N step checkpoints", ge=1)
+    resume: str = opt("auto", "auto: continue from the newest valid checkpoint of the run "
+                      "folder; never: refuse a folder that has one; or a checkpoint path")
     progress: bool = opt(True, "show a progress bar on the terminal")
 
 

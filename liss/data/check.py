@@ -1,0 +1,177 @@
+"""Dataset scan behind `liss data check ROOT`: unreadable images, missing depth, small images.
+
+Why: a bad file found mid-training costs a crashed job; found here it costs seconds. Problems
+are files or folders a training run cannot use and make the check fail; warnings are usable but
+suspicious (an image smaller than the crop is resized up by the loader, an orphan depth map is
+ignored) and are only listed. Depth maps are not looked at when they are not required.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from liss.data.layout import depth_path, list_images
+
+REQUIRED_SPLITS = ("trainA", "trainB", "testA", "testB")
+OPTIONAL_SPLITS = ("valA", "valB")
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One finding: the file or folder concerned and why."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class CheckReport:
+    """Result of `check_dataset`; `ok` is False when there is any problem (warnings allowed)."""
+
+    root: Path
+    require_depth: bool = True
+    counts: dict[str, int] = field(default_factory=dict)
+    depth_maps: int = 0
+    problems: list[Issue] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def format(self) -> str:
+        """Problems, then warnings, one `path: reason` per line, then the summary."""
+        lines = [str(issue) for issue in self.problems]
+        lines += [f"warning: {issue}" for issue in self.warnings]
+        lines.append(self._summary())
+        if not self.ok:
+            files = len({issue.path for issue in self.problems})
+            lines.append(f"{_count(len(self.problems), 'problem')} in {_count(files, 'file')}")
+        return "\n".join(lines)
+
+    def _summary(self) -> str:
+        images = ", ".join(f"{split} {n}" for split, n in self.counts.items()) or "no images"
+        depth = (f"{_count(self.depth_maps, 'depth map')}" if self.require_depth
+                 else "depth not checked")
+        status = "ok" if self.ok else "FAILED"
+        return (f"{status}: {self.root}: {images}; {depth}; "
+                f"{_count(len(self.warnings), 'warning')}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def probe_image(path: Path) -> str | None:
+    """Why `path` cannot be used as an image, or None when it decodes completely."""
+    return _probe(path)[0]
+
+
+def _probe(path: Path) -> tuple[str | None, tuple[int, int] | None]:
+    """(reason, None) for an unusable file, (None, (width, height)) for a good one."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)", None
+        with Image.open(path) as im:
+            im.load()  # decodes every pixel: catches truncated and corrupt data
+            return None, im.size
+    except UnidentifiedImageError:
+        return "not an image Pillow can identify", None
+    except Exception as e:  # any decoder failure (OSError, SyntaxError, ...) = unusable file
+        return f"cannot decode: {type(e).__name__}: {e}", None
+
+
+@dataclass
+class _Findings:
+    problems: list[Issue] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+    depth_maps: int = 0
+
+
+def _check_image(image: Path, crop_size: int | None, require_depth: bool) -> _Findings:
+    found = _Findings()
+    reason, size = _probe(image)
+    if reason is not None:
+        found.problems.append(Issue(image, reason))
+    elif crop_size is not None and size is not None and min(size) < crop_size:
+        found.warnings.append(Issue(
+            image, f"{size[0]}x{size[1]} is smaller than crop size {crop_size} "
+                   "(usable only when the loader resizes it up)"))
+    if require_depth:
+        _check_depth(image, found)
+    return found
+
+
+def _check_depth(image: Path, found: _Findings) -> None:
+    depth = depth_path(image)
+    if not depth.is_file():
+        found.problems.append(Issue(image, f"missing depth map depths/{depth.name}"))
+        return
+    reason = probe_image(depth)
+    if reason is None:
+        found.depth_maps += 1
+    else:
+        found.problems.append(Issue(depth, f"bad depth map: {reason}"))
+
+
+def _split_folders(root: Path, report: CheckReport) -> list[Path]:
+    """The split folders to scan; missing or empty required ones become problems."""
+    folders = []
+    for name in REQUIRED_SPLITS:
+        folder = root / name
+        if not folder.is_dir():
+            report.problems.append(Issue(folder, "missing split folder"))
+        elif not list_images(folder):
+            report.problems.append(Issue(folder, "split folder has no images"))
+        folders.append(folder)
+    present = [name for name in OPTIONAL_SPLITS if (root / name).is_dir()]
+    if len(present) == 1:
+        missing = next(n for n in OPTIONAL_SPLITS if n not in present)
+        report.problems.append(Issue(root / missing, f"missing: {present[0]} exists, so "
+                                                     f"{missing} must too"))
+    folders += [root / name for name in present]
+    return folders
+
+
+def _orphan_depths(folder: Path, images: list[Path]) -> list[Issue]:
+    stems = {image.stem for image in images}
+    depths = folder / "depths"
+    if not depths.is_dir():
+        return []
+    return [Issue(p, f"orphan depth map: no image named {p.stem}.* in {folder.name}")
+            for p in sorted(depths.iterdir())
+            if p.is_file() and p.suffix.lower() == ".png" and p.stem not in stems]
+
+
+def check_dataset(root: Path, *, crop_size: int | None = None,
+                  require_depth: bool = True) -> CheckReport:
+    """Decode every image (and depth map) of a CycleGAN-layout dataset, in threads."""
+    root = Path(root)
+    report = CheckReport(root, require_depth=require_depth)
+    if not root.is_dir():
+        reason = "not a directory" if root.exists() else "dataset root does not exist"
+        report.problems.append(Issue(root, reason))
+        return report
+    images: list[Path] = []
+    for folder in _split_folders(root, report):
+        found = list_images(folder)
+        if folder.is_dir():
+            report.counts[folder.name] = len(found)
+        if require_depth:
+            report.warnings += _orphan_depths(folder, found)
+        images += found
+    with ThreadPoolExecutor() as pool:
+        for found in pool.map(lambda p: _check_image(p, crop_size, require_depth), images):
+            report.problems += found.problems
+            report.warnings += found.warnings
+            report.depth_maps += found.depth_maps
+    report.problems.sort(key=lambda issue: str(issue.path))
+    report.warnings.sort(key=lambda issue: str(issue.path))
+    return report

@@ -1,0 +1,121 @@
+"""Full-state checkpoints: atomic writes, keep-last-k, `latest.pt`, safe loading.
+
+Layout (a plain dict, loadable with `torch.load(weights_only=True)`):
+`format, step, config, models{G_A, G_B, D_A, ...}, optimizers{G, D}, scalers{G, D},
+pools{A, B}, schedule{phase, events}, trainer{...counters}, rng{torch, cuda, numpy, python},
+tracking{run_id}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+FORMAT = 1
+STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file and the reason."""
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save(state: dict[str, Any], run_dir: Path, keep: int) -> Path:
+    """Write `step_<step>.pt` atomically (temp file, fsync, rename), point `latest.pt` at it
+    and delete all but the newest `keep` step checkpoints."""
+    folder = checkpoint_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step_{state['step']}.pt"
+    tmp = folder / f".{path.name}.tmp"
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    latest_tmp = folder / ".latest.pt.tmp"
+    latest_tmp.unlink(missing_ok=True)
+    os.link(path, latest_tmp)
+    os.replace(latest_tmp, folder / "latest.pt")
+    _fsync_dir(folder)
+    for old in step_checkpoints(run_dir)[keep:]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def step_checkpoints(run_dir: Path) -> list[Path]:
+    """`step_*.pt` files, newest step first."""
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := STEP_FILE.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with `weights_only=True`: a checkpoint is untrusted input and may not run code."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: unreadable or unsafe checkpoint ({reason})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "models" not in state:
+        raise CheckpointError(f"{path}: not a liss checkpoint (format {FORMAT})")
+    return state
+
+
+def newest_valid(run_dir: Path, map_location: str | torch.device = "cpu"
+                 ) -> tuple[Path, dict[str, Any]] | None:
+    """The newest step checkpoint that loads; truncated or corrupt ones are skipped, loudly."""
+    for path in step_checkpoints(run_dir):
+        try:
+            return path, load(path, map_location)
+        except CheckpointError as e:
+            log.warning("skipping checkpoint: %s", e)
+    return None
+
+
+# ---------------------------------------------------------------------- RNG state
+
+
+def rng_state() -> dict[str, Any]:
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, _ = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": torch.tensor([version, *internal], dtype=torch.long),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["gauss"]))
+    values = state["python"].tolist()
+    random.setstate((values[0], tuple(values[1:]), None))

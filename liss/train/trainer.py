@@ -1,0 +1,361 @@
+"""The training loop. Per batch: a generator step with the discriminators frozen, then a
+discriminator step; every `val_every` steps a validation whose metrics drive the schedule.
+
+The schedule's `Phase` is the only source of truth for what is computed and trained.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from liss import config as config_lib
+from liss import rng
+from liss.config import Config, ConfigError
+from liss.data.batch import Batch
+from liss.data.layout import DOMAINS
+from liss.data.pipeline import InputPipeline, build_pipeline
+from liss.model import LissModel
+from liss.pool import ImagePool
+from liss.schedule import TRANSLATION, Event, Phase, Schedule
+from liss.tracking import Tracker, start_tracking
+from liss.train import checkpoint
+from liss.train.distributed import DistEnv, init_distributed, shutdown
+from liss.train.grid import render_grid, save_png
+from liss.train.optim import LinearDecay, build_optimizer
+from liss.train.precision import resolve_channels_last, resolve_precision
+from liss.train.progress import Progress
+from liss.train.validate import run_validation
+
+log = logging.getLogger(__name__)
+GRID_SAMPLES = 4
+# Keys that may change when a run is resumed (paths, logging, performance knobs); any
+# other difference between the checkpoint's config and the current one is refused.
+RESUME_MUTABLE = ("run.dir", "run.name", "data.root", "data.backend", "data.num_workers",
+                  "data.on_bad_file", "train.", "tracking.")
+
+
+class Trainer:
+    def __init__(self, cfg: Config, env: DistEnv):
+        self.cfg, self.env = cfg, env
+        self.run_dir = cfg.run_dir
+        self.precision = resolve_precision(cfg.train.precision, env.device)
+        self.channels_last = resolve_channels_last(cfg.train.channels_last, env.device)
+        self.data: InputPipeline = build_pipeline(cfg, rank=env.rank, world_size=env.world_size,
+                                                  pin_memory=env.device.type == "cuda")
+
+        torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
+        self.model = LissModel(cfg).to(env.device)
+        if self.channels_last:
+            self.model.use_channels_last()
+        torch.manual_seed(rng.sample_key(cfg.run.seed, env.rank))  # per-rank stream
+
+        self.schedule = Schedule.from_config(cfg)
+        self.phase: Phase = self.schedule.initial()
+        self.events: list[Event] = [self.schedule.start_event()]
+        self.model.apply_phase(self.phase)
+
+        self.opt_G = build_optimizer(self.model.generator_parameter_groups(), cfg.optim)
+        self.opt_D = build_optimizer([{"group_name": "discriminators",
+                                       "params": self.model.discriminator_parameters()}],
+                                     cfg.optim)
+        self.scaler_G = self.precision.grad_scaler()
+        self.scaler_D = self.precision.grad_scaler()
+        self.pools = {d: ImagePool(cfg.loss.pool_size, seed=rng.sample_key(cfg.run.seed,
+                                                                            env.rank, ord(d)))
+                      for d in DOMAINS}
+        self.decay = LinearDecay(cfg.optim.n_epochs, cfg.optim.n_epochs_decay)
+        self.step = 0
+        self.epochs_done = 0
+        self.skipped = {"G": torch.zeros((), device=env.device),
+                        "D": torch.zeros((), device=env.device)}
+        self.tracker: Tracker = Tracker()
+        self.last_metrics: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ the step
+
+    def train_step(self, batch: Batch) -> dict[str, Tensor]:
+        """One G update then one D update; returns detached loss terms (no host sync)."""
+        model, phase = self.model, self.phase
+        model.discriminators_trainable(None)
+        with self.precision.autocast():
+            gen = model.generator_losses(batch, phase)
+        self._update("G", self.opt_G, self.scaler_G, gen.total)
+        losses = dict(gen.terms)
+
+        if model.discriminators_trainable(phase):
+            pooled = {d: self.pools[d].query(fake) for d, fake in gen.fakes.items()}
+            with self.precision.autocast():
+                d_terms = model.discriminator_losses(batch, gen, pooled, phase)
+            self._update("D", self.opt_D, self.scaler_D, torch.stack(
+                [t.float() for t in d_terms.values()]).sum())
+            losses.update(d_terms)
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _update(self, name: str, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                loss: Tensor) -> None:
+        opt.zero_grad(set_to_none=True)  # frozen / inactive parameters keep grad None
+        scaler.scale(loss).backward()
+        self.env.all_reduce_gradients(p for g in opt.param_groups for p in g["params"])
+        scaler.step(opt)
+        if scaler.is_enabled():  # fp16: count steps skipped for inf/nan gradients
+            found = scaler._found_inf_per_device(opt)
+            self.skipped[name] += sum(v.to(self.skipped[name].device) for v in found.values())
+        scaler.update()
+
+    # ------------------------------------------------------------------ schedule
+
+    def _enter(self, phase: Phase, event: Event) -> None:
+        if event.update_reference:
+            self.model.update_reference(self.cfg.schedule.encoder_merge_ratio)
+        self.phase = phase
+        self.model.apply_phase(phase)
+        self.events.append(event)
+        if self.env.is_main:
+            self._write_events()
+            self.progress.message(f"[step {event.step}] phase {event.phase} "
+                                  f"{'+'.join(event.active)}: {event.reason}")
+
+    def _write_events(self) -> None:
+        path = self.run_dir / "schedule_events.json"
+        path.write_text(json.dumps([e.to_dict() for e in self.events], indent=1))
+        self.tracker.log_artifact(path)
+
+    def validate(self) -> dict[str, float]:
+        """Validation metrics, then at most one schedule transition."""
+        metrics = run_validation(self.model, self.data, self.env, self.precision,
+                                 self.channels_last)
+        phase, event = self.schedule.update(self.phase, metrics, self.step)
+        if event is not None:
+            self._enter(phase, event)
+        metrics["schedule/phase"] = float(self.phase.index)
+        self.tracker.log_metrics(metrics, self.step)
+        self.last_metrics = metrics
+        return metrics
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": checkpoint.FORMAT,
+            "step": self.step,
+            "config": self.cfg.to_dict(),
+            "models": {k: v.state_dict() for k, v in self.model.networks().items()},
+            "optimizers": {"G": self.opt_G.state_dict(), "D": self.opt_D.state_dict()},
+            "scalers": {"G": self.scaler_G.state_dict(), "D": self.scaler_D.state_dict()},
+            "pools": {d: p.state_dict() for d, p in self.pools.items()},
+            "schedule": {"phase": self.phase.to_dict(),
+                         "events": [e.to_dict() for e in self.events]},
+            "trainer": {"epochs_done": self.epochs_done,
+                        "decay_epochs": self.decay.decay_epochs,
+                        "sample_position": self.step * self.data.sampler().global_batch,
+                        "skipped": {k: v.cpu() for k, v in self.skipped.items()}},
+            "rng": checkpoint.rng_state(),
+            "tracking": {"run_id": self.tracker.run_id or ""},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "E_A_ref" in state["models"]:
+            self.model.build_reference_slots()
+        nets = self.model.networks()
+        missing = sorted(set(nets) - set(state["models"]))
+        if missing:
+            raise checkpoint.CheckpointError(f"checkpoint lacks networks {missing}")
+        for name, net in nets.items():
+            net.load_state_dict(state["models"][name])
+        self.phase = Phase.from_dict(state["schedule"]["phase"])
+        self.events = [Event.from_dict(e) for e in state["schedule"]["events"]]
+        self.model.apply_phase(self.phase)
+        self.opt_G.load_state_dict(state["optimizers"]["G"])
+        self.opt_D.load_state_dict(state["optimizers"]["D"])
+        self.scaler_G.load_state_dict(state["scalers"]["G"])
+        self.scaler_D.load_state_dict(state["scalers"]["D"])
+        for d, pool in self.pools.items():
+            pool.load_state_dict(state["pools"][d], self.env.device)
+        t = state["trainer"]
+        self.step = int(state["step"])
+        self.epochs_done = int(t["epochs_done"])
+        self.decay.decay_epochs = int(t["decay_epochs"])
+        for k, v in t["skipped"].items():
+            self.skipped[k] = v.to(self.env.device)
+        checkpoint.set_rng_state(state["rng"])
+
+    def save_checkpoint(self) -> Path | None:
+        if not self.env.is_main:
+            return None
+        return checkpoint.save(self.state_dict(), self.run_dir, self.cfg.train.keep_checkpoints)
+
+    def _resume_state(self) -> tuple[Path, dict[str, Any]] | None:
+        mode = self.cfg.train.resume
+        if mode == "never":
+            if checkpoint.step_checkpoints(self.run_dir):
+                raise ConfigError("train.resume", mode, f"{self.run_dir} already holds "
+                                  "checkpoints; use train.resume=auto to continue that run, "
+                                  "or choose another run.name")
+            return None
+        if mode == "auto":
+            return checkpoint.newest_valid(self.run_dir, self.env.device)
+        path = Path(mode)
+        return path, checkpoint.load(path, self.env.device)
+
+    def _check_compatible(self, saved: dict[str, Any], path: Path) -> None:
+        try:
+            old = config_lib.flatten(config_lib.from_dict(saved))
+        except ConfigError as e:
+            raise ConfigError("train.resume", str(path), f"checkpoint config is invalid: {e}"
+                              ) from None
+        new = config_lib.flatten(self.cfg)
+        differ = [k for k in new if old.get(k) != new[k] and not k.startswith(RESUME_MUTABLE)]
+        if differ:
+            detail = ", ".join(f"{k} ({old.get(k)!r} -> {new[k]!r})" for k in differ)
+            raise ConfigError("train.resume", str(path), f"checkpoint was trained with a "
+                              f"different config: {detail}")
+
+    # ------------------------------------------------------------------ the loop
+
+    def _finished(self) -> bool:
+        cap = self.cfg.train.max_steps
+        return (cap > 0 and self.step >= cap) or self.decay.finished
+
+    def _end_epochs(self) -> None:
+        done = self.step * self.data.sampler().global_batch // self.data.epoch_length
+        while self.epochs_done < done:
+            self.epochs_done += 1
+            self.decay.end_of_epoch(self.epochs_done, TRANSLATION in self.phase,
+                                    [self.opt_G, self.opt_D])
+
+    def _batches(self) -> Iterator[Batch]:
+        for batch in self.data.train_batches(start_step=self.step):
+            yield batch.to(self.env.device, self.channels_last)
+
+    def _grid_samples(self) -> dict:
+        out = {}
+        for d in DOMAINS:
+            batches = iter(self.data.eval_batches("val", d, batch_size=GRID_SAMPLES))
+            out[d] = next(batches).to(self.env.device, self.channels_last)
+        return out
+
+    def _log_grid(self, samples: dict) -> None:
+        image = render_grid(self.model, samples)
+        save_png(image, self.run_dir / "grids" / f"step_{self.step}.png")
+        self.tracker.log_image(image, key="grid", step=self.step)
+
+    def fit(self) -> int:
+        cfg, env = self.cfg, self.env
+        resumed = self._resume_state()
+        if resumed is not None:
+            path, state = resumed
+            self._check_compatible(state["config"], path)
+            self.load_state_dict(state)
+        if env.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            config_lib.save(cfg, self.run_dir / "config.yaml")
+        self.progress = Progress(cfg.train.max_steps, enabled=env.is_main and cfg.train.progress)
+        run_id = (resumed[1]["tracking"]["run_id"] or None) if resumed else None
+        self.tracker = start_tracking(cfg, env.is_main, run_id=run_id)
+        if resumed is None:
+            self.tracker.log_params(config_lib.flatten(cfg))
+            self.tracker.set_tags(self._tags())
+            self.tracker.log_artifact(self.run_dir / "config.yaml")
+            if env.is_main:
+                self._write_events()
+        else:
+            self.progress.message(f"resumed from {resumed[0]} at step {self.step}")
+        grid_samples = self._grid_samples() if env.is_main else {}
+
+        status = "FAILED"
+        try:
+            self._loop(grid_samples)
+            status = "FINISHED"
+        finally:
+            self.progress.close()
+            if env.is_main:
+                self.tracker.close(status)
+        return 0
+
+    def _loop(self, grid_samples: dict) -> None:
+        cfg, env = self.cfg, self.env
+        t = cfg.train
+        global_batch = cfg.data.batch_size
+        running: dict[str, Tensor] = {}
+        n_running, data_wait, interval_start = 0, 0.0, time.monotonic()
+        batches = self._batches()
+        last_validated = last_saved = -1
+        while not self._finished():
+            t0 = time.monotonic()
+            batch = next(batches)
+            data_wait += time.monotonic() - t0
+            losses = self.train_step(batch)
+            for k, v in losses.items():
+                running[k] = running.get(k, 0.0) + v
+            n_running += 1
+            self.step += 1
+            self._end_epochs()
+            if env.is_main:
+                elapsed = time.monotonic() - interval_start
+                self.progress.update(self.step, n_running * global_batch / max(elapsed, 1e-9),
+                                     "+".join(self.phase.active))
+            if self.step % t.log_every == 0 or self._finished():
+                elapsed = time.monotonic() - interval_start
+                metrics = {f"train/{k}": float(v) / n_running for k, v in running.items()}
+                metrics.update(self._perf_metrics(n_running * global_batch, elapsed, data_wait))
+                self.tracker.log_metrics(metrics, self.step)
+                self.progress.set_losses(metrics, self.step)
+                running, n_running, data_wait = {}, 0, 0.0
+                interval_start = time.monotonic()
+            if self.step % t.val_every == 0 or self._finished():
+                self.validate()
+                last_validated = self.step
+                if env.is_main and (t.grid_every == 0):
+                    self._log_grid(grid_samples)
+            if env.is_main and t.grid_every and self.step % t.grid_every == 0:
+                self._log_grid(grid_samples)
+            if self.step % t.ckpt_every == 0 or self._finished():
+                self.save_checkpoint()
+                last_saved = self.step
+        if last_validated != self.step:  # resumed an already finished run
+            self.validate()
+        if last_saved != self.step:
+            self.save_checkpoint()
+
+    def _perf_metrics(self, images: int, elapsed: float, data_wait: float) -> dict[str, float]:
+        out = {"perf/img_per_s": images / max(elapsed, 1e-9),
+               "perf/data_wait_frac": data_wait / max(elapsed, 1e-9),
+               "train/epoch": float(self.epochs_done)}
+        for g in self.opt_G.param_groups:
+            out[f"lr/{g['group_name']}"] = g["lr"]
+        out["lr/discriminators"] = self.opt_D.param_groups[0]["lr"]
+        if self.precision.name == "fp16":
+            out.update({f"train/skipped_steps_{k}": float(v) for k, v in self.skipped.items()})
+        if self.env.device.type == "cuda":
+            out["perf/gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        return out
+
+    def _tags(self) -> dict[str, str]:
+        c = self.cfg
+        return {"schedule": c.schedule.task_schedule, "repr_mode": c.schedule.repr_mode,
+                "tasks": ",".join(c.tasks.auxiliary_tasks), "seed": str(c.run.seed),
+                "world_size": str(self.env.world_size), "device": str(self.env.device),
+                "precision": self.precision.name}
+
+
+def train(cfg: Config) -> int:
+    """`liss train`: returns the process exit code (0 = the run completed)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    env = init_distributed(cfg.train.device)
+    try:
+        trainer = Trainer(cfg, env)
+        code = trainer.fit()
+        if env.is_main:
+            print(f"run folder: {cfg.run_dir.resolve()}")
+            print(f"view it:    {trainer.tracker.describe()}")
+        return code
+    finally:
+        shutdown()
