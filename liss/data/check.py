@@ -79,6 +79,9 @@ def _probe(path: Path) -> tuple[str | None, tuple[int, int] | None]:
     try:
         if path.stat().st_size == 0:
             return "empty file (0 bytes)", None
+    except OSError as e:
+        return f"cannot read: {e.strerror}", None
+    try:
         with Image.open(path) as im:
             im.load()  # decodes every pixel: catches truncated and corrupt data
             return None, im.size

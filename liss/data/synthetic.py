@@ -52,6 +52,8 @@ KINDS = ("sphere", "ellipsoid", "capsule", "cylinder")
 _EPS = 1e-4
 _HALF_FOV = np.radians(25.0)
 _X, _Y = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+_SUBPIXELS = [((i + 0.5) / SUPERSAMPLE, (j + 0.5) / SUPERSAMPLE)
+              for i in range(SUPERSAMPLE) for j in range(SUPERSAMPLE)]
 
 
 @dataclass(frozen=True)
@@ -234,14 +236,15 @@ def _canonical_normal(thing: Thing, q: np.ndarray) -> np.ndarray:
     return q
 
 
-def _camera_rays(scene: Scene, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Origin (3, 1) and directions (3, P), row-major from the top-left supersample.
+def _camera_rays(scene: Scene, size: int,
+                 offset: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Origin (3, 1) and directions (3, size²), one ray per pixel at `offset` (row, column)
+    inside it, row-major from the top-left pixel.
 
     Directions have unit component along the optical axis, so the ray parameter t is z.
     """
-    n = size * SUPERSAMPLE
-    c = ((np.arange(n) + 0.5) / n * 2 - 1) * np.tan(_HALF_FOV)
-    u, v = (a.ravel() for a in np.meshgrid(c, -c))
+    rows, cols = (((np.arange(size) + o) / size * 2 - 1) * np.tan(_HALF_FOV) for o in offset)
+    u, v = (a.ravel() for a in np.meshgrid(cols, -rows))
     sp, cp = np.sin(scene.pitch), np.cos(scene.pitch)
     return np.array([[0.0], [scene.cam_height], [0.0]]), np.stack([u, v * cp - sp, cp + v * sp])
 
@@ -292,7 +295,7 @@ def _sunlit(scene: Scene, p: np.ndarray) -> np.ndarray:
 
 
 def _screen_box(scene: Scene, thing: Thing, n: int) -> tuple[slice, slice]:
-    """Rows and columns of the n×n ray grid that can see `thing` (its bounding cube projected)."""
+    """Pixel rows and columns (of n×n) that can see `thing` (its bounding cube projected)."""
     r = _bounding_radius(thing)
     corners = thing.center + r * np.array(np.meshgrid(*[[-1, 1]] * 3)).reshape(3, -1).T
     rel = corners - [0.0, scene.cam_height, 0.0]
@@ -336,10 +339,11 @@ def _surfaces(scene: Scene, coat: str, p: np.ndarray,
     return albedo, normal
 
 
-def _trace(scene: Scene, coat: str, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-supersample colour (3, P), inverse depth Z_NEAR/z (P,) and object index (P,)."""
-    origin, d = _camera_rays(scene, size)
-    ts = _primary_hits(scene, origin, d, size * SUPERSAMPLE)
+def _trace(scene: Scene, coat: str, size: int,
+           offset: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One ray per pixel: colour (3, P), inverse depth Z_NEAR/z (P,) and object index (P,)."""
+    origin, d = _camera_rays(scene, size, offset)
+    ts = _primary_hits(scene, origin, d, size)
     which = ts.argmin(0)
     t = np.take_along_axis(ts, which[None], 0)[0]
     hit = np.flatnonzero(np.isfinite(t))
@@ -357,12 +361,6 @@ def _trace(scene: Scene, coat: str, size: int) -> tuple[np.ndarray, np.ndarray, 
     return colour, inv, which
 
 
-def _downsample(a: np.ndarray, size: int) -> np.ndarray:
-    """Mean over each pixel's supersamples: (..., P) -> (..., size, size)."""
-    s = SUPERSAMPLE
-    return a.reshape(*a.shape[:-1], size, s, size, s).mean(axis=(-3, -1))
-
-
 def render_scene(scene: Scene, coat: str, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render `scene` with coat "A" (plain) or "B" (striped).
 
@@ -371,12 +369,16 @@ def render_scene(scene: Scene, coat: str, size: int) -> tuple[np.ndarray, np.nda
     """
     if coat not in DOMAIN_IDS:
         raise ValueError(f"coat must be 'A' or 'B', got {coat!r}")
+    colour, inv = np.zeros((3, size * size)), np.zeros(size * size)
+    mask = np.zeros(size * size, dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        colour, inv, which = _trace(scene, coat, size)
-    rgb = np.round(255 * np.clip(_downsample(colour, size), 0, 1)).astype(np.uint8)
-    depth = np.round(255 * _downsample(inv, size)).astype(np.uint8)
-    mask = _downsample((which > 0).astype(float), size) > 0
-    return rgb.transpose(1, 2, 0), depth, mask
+        for offset in _SUBPIXELS:  # one pass per sub-pixel keeps arrays small (less paging)
+            c, i, which = _trace(scene, coat, size, offset)
+            colour, inv, mask = colour + c, inv + i, mask | (which > 0)
+    rgb = np.round(255 * np.clip(colour / len(_SUBPIXELS), 0, 1)).astype(np.uint8)
+    depth = np.round(255 * inv / len(_SUBPIXELS)).astype(np.uint8)
+    shape = (size, size)
+    return rgb.reshape(3, *shape).transpose(1, 2, 0), depth.reshape(shape), mask.reshape(shape)
 
 
 # ----------------------------------------------------------------------------- dataset files
