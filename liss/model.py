@@ -246,7 +246,7 @@ class LissModel(nn.Module):
             for d in DOMAINS:
                 D, real = self.D[d], batch[other(d)].image
                 terms[f"D_{d}"] = 0.5 * (gan_loss(D(real), True, L.gan_mode)
-                                         + gan_loss(D(pooled[d]), False, L.gan_mode))
+                                         + gan_loss(D(pooled[d].detach()), False, L.gan_mode))
                 if m.D_rotation:
                     terms[f"D_{d}_rot"] = self._d_rotation_loss(D, real, gen.fakes[d].detach())
         for t in self.tasks:

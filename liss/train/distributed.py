@@ -15,7 +15,8 @@ from __future__ import annotations
 import datetime
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -32,6 +33,7 @@ class DistEnv:
     world_size: int
     local_rank: int
     device: torch.device
+    control_group: Any = field(default=None, repr=False)  # gloo: host-side agreement
 
     @property
     def is_main(self) -> bool:
@@ -71,6 +73,15 @@ class DistEnv:
             dist.all_reduce(packed)
         values = packed.cpu().tolist()
         return {k: s / c if c else float("nan") for k, (s, c) in zip(names, values, strict=True)}
+
+    def any_rank(self, flag: bool) -> bool:
+        """True when `flag` is set on any rank. Runs on a gloo group over host memory, so it
+        never waits for the accelerator (no host sync in the step)."""
+        if not self.distributed:
+            return flag
+        t = torch.tensor([int(flag)], dtype=torch.int32)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control_group)
+        return bool(t.item())
 
     def all_equal(self, value: int) -> bool:
         """True when every rank holds the same integer (a cheap desync guard)."""
@@ -122,12 +133,17 @@ def init_distributed(device_preference: str = "auto") -> DistEnv:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_preference, local_rank)
-    if world_size > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world_size,
-                                timeout=datetime.timedelta(minutes=30),
-                                device_id=device if device.type == "cuda" else None)
-    return DistEnv(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+    control = None
+    if world_size > 1:
+        if not dist.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            dist.init_process_group(backend, init_method="env://", rank=rank,
+                                    world_size=world_size,
+                                    timeout=datetime.timedelta(minutes=30),
+                                    device_id=device if device.type == "cuda" else None)
+        control = dist.new_group(backend="gloo") if device.type == "cuda" else dist.group.WORLD
+    return DistEnv(rank=rank, world_size=world_size, local_rank=local_rank, device=device,
+                   control_group=control)
 
 
 def shutdown() -> None:

@@ -22,6 +22,7 @@ from liss.config import Config, ConfigError
 from liss.data.batch import Batch
 from liss.data.layout import DOMAINS
 from liss.data.pipeline import InputPipeline, build_pipeline
+from liss.eval.paired import paired_metrics
 from liss.model import LissModel
 from liss.pool import ImagePool
 from liss.schedule import TRANSLATION, Event, Phase, Schedule
@@ -32,6 +33,8 @@ from liss.train.grid import render_grid, save_png
 from liss.train.optim import LinearDecay, build_optimizer
 from liss.train.precision import resolve_channels_last, resolve_precision
 from liss.train.progress import Progress
+from liss.train.signals import EXIT_PREEMPTED, PreemptionHandler
+from liss.train.summary import format_summary
 from liss.train.validate import run_validation
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,7 @@ class Trainer:
         self.skipped = {"G": torch.zeros((), device=env.device),
                         "D": torch.zeros((), device=env.device)}
         self.tracker: Tracker = Tracker()
+        self.first_metrics: dict[str, float] = {}
         self.last_metrics: dict[str, float] = {}
 
     # ------------------------------------------------------------------ the step
@@ -137,7 +141,20 @@ class Trainer:
             self._enter(phase, event)
         metrics["schedule/phase"] = float(self.phase.index)
         self.tracker.log_metrics(metrics, self.step)
+        self.first_metrics = self.first_metrics or metrics
         self.last_metrics = metrics
+        return metrics
+
+    def evaluate_test(self) -> dict[str, float]:
+        """Paired ground-truth scores on the test split, where the dataset has truth."""
+        if not self.env.is_main:
+            return {}
+        d = self.cfg.data
+        test = self.data.splits["test"]
+        metrics = paired_metrics(self.model, Path(d.root), {"A": test.A, "B": test.B},
+                                 load_size=d.load_size, crop_size=d.crop_size,
+                                 direction=d.direction, device=self.env.device)
+        self.tracker.log_metrics(metrics, self.step)
         return metrics
 
     # ------------------------------------------------------------------ state
@@ -272,15 +289,25 @@ class Trainer:
 
         status = "FAILED"
         try:
-            self._loop(grid_samples)
-            status = "FINISHED"
+            with PreemptionHandler() as preemption:
+                completed = self._loop(grid_samples, preemption)
+            if completed and env.is_main:
+                test_metrics = self.evaluate_test()
+                self.progress.message(format_summary(self.first_metrics, self.last_metrics,
+                                                     test_metrics, self.events))
+            status = "FINISHED" if completed else "KILLED"
         finally:
             self.progress.close()
             if env.is_main:
                 self.tracker.close(status)
+        if not completed:
+            self.progress.message(f"preempted at step {self.step}: checkpoint written, exit "
+                                  f"{EXIT_PREEMPTED} (resume with train.resume=auto)")
+            return EXIT_PREEMPTED
         return 0
 
-    def _loop(self, grid_samples: dict) -> None:
+    def _loop(self, grid_samples: dict, preemption: PreemptionHandler) -> bool:
+        """Train until done (True) or preempted (False, after a checkpoint)."""
         cfg, env = self.cfg, self.env
         t = cfg.train
         global_batch = cfg.data.batch_size
@@ -320,10 +347,15 @@ class Trainer:
             if self.step % t.ckpt_every == 0 or self._finished():
                 self.save_checkpoint()
                 last_saved = self.step
+            if env.any_rank(preemption.requested):
+                if last_saved != self.step:
+                    self.save_checkpoint()
+                return False
         if last_validated != self.step:  # resumed an already finished run
             self.validate()
         if last_saved != self.step:
             self.save_checkpoint()
+        return True
 
     def _perf_metrics(self, images: int, elapsed: float, data_wait: float) -> dict[str, float]:
         out = {"perf/img_per_s": images / max(elapsed, 1e-9),
