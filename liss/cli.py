@@ -49,6 +49,13 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    # The library never imports `launch`; only this CLI verb hands over to it.
+    from launch.cli import main as sweep_main
+
+    return sweep_main(args.args)
+
+
 def _defaults(args: argparse.Namespace) -> int:
     from liss import config
 
@@ -82,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also report images smaller than this")
     c.add_argument("--no-depth", action="store_true", help="depth maps are not required")
     c.set_defaults(func=_check)
+
+    sw = sub.add_parser("sweep", add_help=False,
+                        help="fan a sweep spec out to local torchrun, SLURM or Kubernetes "
+                        "(`liss sweep --help`)")
+    sw.add_argument("args", nargs=argparse.REMAINDER)
+    sw.set_defaults(func=_sweep)
 
     cfg = sub.add_parser("config", help="configs").add_subparsers(dest="config_cmd", required=True)
     d = cfg.add_parser("defaults", help="print every option with its default (default.yaml)")

@@ -180,6 +180,9 @@ class TrackingConfig:
     uri: str = opt("", "MLflow tracking URI: empty = SQLite store in the run folder "
                    "(or $MLFLOW_TRACKING_URI), http(s)://..., sqlite:///..., or none")
     experiment: str = opt("liss", "MLflow experiment name")
+    parent_run_id: str = opt("", "MLflow run to nest this run under (sweeps; or "
+                             "$LISS_PARENT_RUN_ID)")
+    sweep_id: str = opt("", "sweep this run belongs to, tagged sweep_id (or $LISS_SWEEP_ID)")
 
 
 @dataclass

@@ -56,7 +56,14 @@ class MlflowTracker(Tracker):
         self.client = MlflowClient(tracking_uri=self.uri)
         if run_id is None:
             experiment_id = self._experiment(cfg)
-            run = self.client.create_run(experiment_id, run_name=cfg.run.name)
+            tags = {}
+            parent = cfg.tracking.parent_run_id or os.environ.get("LISS_PARENT_RUN_ID", "")
+            sweep = cfg.tracking.sweep_id or os.environ.get("LISS_SWEEP_ID", "")
+            if parent:
+                tags["mlflow.parentRunId"] = parent
+            if sweep:
+                tags["sweep_id"] = sweep
+            run = self.client.create_run(experiment_id, run_name=cfg.run.name, tags=tags)
             run_id = run.info.run_id
         else:
             self.client.update_run(run_id, status="RUNNING")

@@ -300,6 +300,8 @@ class Trainer:
             self.progress.close()
             if env.is_main:
                 self.tracker.close(status)
+        if env.is_main:
+            self._write_status("completed" if completed else "preempted")
         if not completed:
             self.progress.message(f"preempted at step {self.step}: checkpoint written, exit "
                                   f"{EXIT_PREEMPTED} (resume with train.resume=auto)")
@@ -356,6 +358,11 @@ class Trainer:
         if last_saved != self.step:
             self.save_checkpoint()
         return True
+
+    def _write_status(self, status: str) -> None:
+        """`status.json`: what launchers read to skip finished points and requeue others."""
+        (self.run_dir / "status.json").write_text(json.dumps(
+            {"status": status, "step": self.step, "run_id": self.tracker.run_id}))
 
     def _perf_metrics(self, images: int, elapsed: float, data_wait: float) -> dict[str, float]:
         out = {"perf/img_per_s": images / max(elapsed, 1e-9),
