@@ -100,7 +100,7 @@ class ModelConfig:
 
 @dataclass
 class TasksConfig:
-    auxiliary_tasks: list[str] = opt(["rotation", "gray", "depth", "jigsaw"],
+    auxiliary_tasks: list[str] = opt(["rotation", "jigsaw", "depth", "gray"],
                                      "self-supervised tasks (list or comma string); run in "
                                      "priority order rotation, jigsaw, depth, gray",
                                      choices=TASK_NAMES)
@@ -274,6 +274,11 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     if hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # PyYAML reads `1e-4` (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(key, value, "must be a number")
     if hint is str:
         if isinstance(value, bool):  # YAML reads `true` for channels_last: keep it as text

@@ -51,6 +51,8 @@ def jigsaw(images: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
     Everything is one gather on the device.
     """
     n, c, h, w = images.shape
+    if keys.shape != (n,):
+        raise ValueError(f"one key per image expected: {n} images, keys {tuple(keys.shape)}")
     t = tile_size(min(h, w))
     j = GRID * t
     dev = images.device

@@ -271,10 +271,14 @@ class Trainer:
             path, state = resumed
             self._check_compatible(state["config"], path)
             self.load_state_dict(state)
+        self.progress = Progress(cfg.train.max_steps, enabled=env.is_main and cfg.train.progress)
+        if resumed is not None and self._finished():
+            self.progress.message(f"{self.run_dir} is already complete at step {self.step} "
+                                  "(raise train.max_steps to extend it, or pick a new run.name)")
+            return 0
         if env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             config_lib.save(cfg, self.run_dir / "config.yaml")
-        self.progress = Progress(cfg.train.max_steps, enabled=env.is_main and cfg.train.progress)
         run_id = (resumed[1]["tracking"]["run_id"] or None) if resumed else None
         self.tracker = start_tracking(cfg, env.is_main, run_id=run_id)
         if resumed is None:
@@ -316,7 +320,7 @@ class Trainer:
         running: dict[str, Tensor] = {}
         n_running, data_wait, interval_start = 0, 0.0, time.monotonic()
         batches = self._batches()
-        last_validated = last_saved = -1
+        last_saved = -1
         while not self._finished():
             t0 = time.monotonic()
             batch = next(batches)
@@ -341,7 +345,6 @@ class Trainer:
                 interval_start = time.monotonic()
             if self.step % t.val_every == 0 or self._finished():
                 self.validate()
-                last_validated = self.step
                 if env.is_main and (t.grid_every == 0):
                     self._log_grid(grid_samples)
             if env.is_main and t.grid_every and self.step % t.grid_every == 0:
@@ -353,10 +356,6 @@ class Trainer:
                 if last_saved != self.step:
                     self.save_checkpoint()
                 return False
-        if last_validated != self.step:  # resumed an already finished run
-            self.validate()
-        if last_saved != self.step:
-            self.save_checkpoint()
         return True
 
     def _write_status(self, status: str) -> None:

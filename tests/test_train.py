@@ -1,0 +1,117 @@
+"""End to end: `liss train` on the synthetic data leaves a complete run folder and an MLflow
+run (params, metrics with steps, images, config) that MlflowClient reads back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from liss import config
+from liss.cli import main
+from liss.train import checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_tiny(overrides: list[str], *extra: str) -> Path:
+    assert main(["train", str(REPO / "configs/quickstart.yaml"), *overrides, *extra]) == 0
+    cfg = config.load(REPO / "configs/quickstart.yaml", [*overrides, *extra])
+    return cfg.run_dir
+
+
+@pytest.fixture(scope="module")
+def finished_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.conftest import TINY
+
+    runs = tmp_path_factory.mktemp("runs")
+    return run_tiny([*TINY, f"data.root={synth_root}", f"run.dir={runs}", "run.name=e2e",
+                     "train.max_steps=6", "train.ckpt_every=4", "train.keep_checkpoints=1"])
+
+
+def mlflow_run(run_dir: Path):
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("liss").experiment_id])
+    return client, run
+
+
+def test_run_folder_contents(finished_run: Path) -> None:
+    assert (finished_run / "config.yaml").is_file()
+    assert json.loads((finished_run / "status.json").read_text())["status"] == "completed"
+    ckpts = finished_run / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["latest.pt", "step_6.pt"]  # keep=1
+    assert sorted(p.name for p in (finished_run / "grids").iterdir()) == [
+        f"step_{s}.png" for s in (2, 4, 6)]
+    events = json.loads((finished_run / "schedule_events.json").read_text())
+    assert events[0]["step"] == 0 and events[0]["phase"] == 0
+
+
+def test_checkpoint_layout(finished_run: Path) -> None:
+    state = checkpoint.load(finished_run / "checkpoints" / "latest.pt")
+    assert state["step"] == 6
+    assert {"G_A", "G_B", "D_A", "D_B"} <= set(state["models"])
+    assert state["config"]["train"]["max_steps"] == 6
+    assert {"G", "D"} == set(state["optimizers"]) and state["optimizers"]["G"]["state"]
+    assert state["schedule"]["phase"]["index"] == 0
+    assert state["tracking"]["run_id"]
+
+
+def test_resolved_config_can_be_passed_back(finished_run: Path) -> None:
+    again = config.load(finished_run / "config.yaml")
+    assert again.train.max_steps == 6 and again.run.name == "e2e"
+    assert again == config.load(finished_run / "config.yaml")
+
+
+def test_mlflow_run_reads_back(finished_run: Path, tmp_path: Path) -> None:
+    client, run = mlflow_run(finished_run)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["train.max_steps"] == "6" and params["schedule.task_schedule"] == "liss"
+    assert len(params) == len(config.LEAF_TYPES)
+    assert run.data.tags["schedule"] == "liss" and run.data.tags["precision"] == "fp32"
+    history = client.get_metric_history(run.info.run_id, "val/A/rotation_acc")
+    assert [m.step for m in history] == [2, 4, 6]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "schedule/phase")] == [
+        2, 4, 6]
+    assert client.get_metric_history(run.info.run_id, "train/rotation_A")
+    assert client.get_metric_history(run.info.run_id, "perf/img_per_s")
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "schedule_events.json", "images"} <= artifacts
+    images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
+    assert any("grid" in p and "step+6" in p and p.endswith(".png") for p in images)
+    local = client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path))
+    assert config.load(local).run.name == "e2e"
+    assert "test/A2B_changed_l1" in run.data.metrics  # paired truth of the synthetic data
+
+
+def test_quickstart_command_in_a_subprocess(synth_root: Path, tmp_path: Path) -> None:
+    """The README's main job, shrunk: the same command line, tiny overrides."""
+    from tests.conftest import TINY
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "liss", "train", "configs/quickstart.yaml", *TINY,
+         f"data.root={synth_root}", f"run.dir={tmp_path}", "train.max_steps=2"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"run folder: {tmp_path / 'quickstart'}" in proc.stdout
+    assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path / 'quickstart'}/mlflow.db" \
+        in proc.stdout
+    assert "rotation accuracy" in proc.stderr  # the end-of-run summary
+
+
+def test_tracking_none_writes_no_store(tiny_overrides: list[str]) -> None:
+    run_dir = run_tiny(tiny_overrides, "train.max_steps=2", "tracking.uri=none")
+    assert not (run_dir / "mlflow.db").exists()
+    assert (run_dir / "checkpoints" / "latest.pt").exists()
+
+
+def test_bf16_training_runs(tiny_overrides: list[str]) -> None:
+    run_dir = run_tiny(tiny_overrides, "train.max_steps=2", "train.precision=bf16",
+                       "tracking.uri=none")
+    state = checkpoint.load(run_dir / "checkpoints" / "latest.pt")
+    assert all(torch.isfinite(v).all() for v in state["models"]["G_A"].values())
