@@ -80,6 +80,7 @@ class Trainer:
         self.skipped = {"G": torch.zeros((), device=env.device),
                         "D": torch.zeros((), device=env.device)}
         self.tracker: Tracker = Tracker()
+        self.progress = Progress(cfg.train.max_steps, enabled=env.is_main and cfg.train.progress)
         self.first_metrics: dict[str, float] = {}
         self.last_metrics: dict[str, float] = {}
 
@@ -128,17 +129,23 @@ class Trainer:
                                   f"{'+'.join(event.active)}: {event.reason}")
 
     def _write_events(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / "schedule_events.json"
         path.write_text(json.dumps([e.to_dict() for e in self.events], indent=1))
         self.tracker.log_artifact(path)
+
+    def advance_schedule(self, metrics: dict[str, float]) -> Event | None:
+        """Feed validation metrics to the schedule; apply the phase change, if any."""
+        phase, event = self.schedule.update(self.phase, metrics, self.step)
+        if event is not None:
+            self._enter(phase, event)
+        return event
 
     def validate(self) -> dict[str, float]:
         """Validation metrics, then at most one schedule transition."""
         metrics = run_validation(self.model, self.data, self.env, self.precision,
                                  self.channels_last)
-        phase, event = self.schedule.update(self.phase, metrics, self.step)
-        if event is not None:
-            self._enter(phase, event)
+        self.advance_schedule(metrics)
         metrics["schedule/phase"] = float(self.phase.index)
         self.tracker.log_metrics(metrics, self.step)
         self.first_metrics = self.first_metrics or metrics
@@ -271,7 +278,6 @@ class Trainer:
             path, state = resumed
             self._check_compatible(state["config"], path)
             self.load_state_dict(state)
-        self.progress = Progress(cfg.train.max_steps, enabled=env.is_main and cfg.train.progress)
         if resumed is not None and self._finished():
             self.progress.message(f"{self.run_dir} is already complete at step {self.step} "
                                   "(raise train.max_steps to extend it, or pick a new run.name)")
