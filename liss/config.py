@@ -172,7 +172,8 @@ class TrainConfig:
     keep_checkpoints: int = opt(3, "keep the newest N step checkpoints", ge=1)
     resume: str = opt("auto", "auto: continue from the newest valid checkpoint of the run "
                       "folder; never: refuse a folder that has one; or a checkpoint path")
-    progress: bool = opt(True, "show a progress bar on the terminal")
+    progress: bool = opt(True, "redraw a progress line on a terminal (else: a log line per "
+                         "train.log_every steps)")
 
 
 @dataclass

@@ -60,15 +60,24 @@ class DistEnv:
                 g.copy_(reduced)
 
     def reduce_means(self, sums: Mapping[str, tuple[Tensor, float]]) -> dict[str, float]:
-        """{name: (sum, count)} on each rank -> {name: global sum / global count}."""
-        if not sums:
-            return {}
+        """{name: (sum, count)} on each rank -> {name: global sum / global count}.
+
+        Names are unioned across ranks first: a rank whose shard is empty (fewer validation
+        images than ranks) still takes part in the same collective.
+        """
         names = sorted(sums)
-        packed = torch.stack([torch.stack([torch.as_tensor(sums[k][0], dtype=torch.float64,
-                                                           device=self.device).reshape(()),
-                                           torch.tensor(float(sums[k][1]), dtype=torch.float64,
-                                                        device=self.device)])
-                              for k in names])
+        if self.distributed:
+            gathered: list[list[str]] = [[] for _ in range(self.world_size)]
+            dist.all_gather_object(gathered, names, group=self.control_group)
+            names = sorted(set().union(*gathered))
+        if not names:
+            return {}
+        zero = (torch.zeros((), dtype=torch.float64), 0.0)
+        packed = torch.stack([torch.stack([
+            torch.as_tensor(sums.get(k, zero)[0], dtype=torch.float64,
+                            device=self.device).reshape(()),
+            torch.tensor(float(sums.get(k, zero)[1]), dtype=torch.float64, device=self.device)])
+            for k in names])
         if self.distributed:
             dist.all_reduce(packed)
         values = packed.cpu().tolist()

@@ -58,6 +58,9 @@ class Trainer:
         self.model = LissModel(cfg).to(env.device)
         if self.channels_last:
             self.model.use_channels_last()
+        if cfg.train.compile:
+            for net in self.model.networks().values():
+                net.compile()  # in place: state_dict keys, hence checkpoints, are unchanged
         torch.manual_seed(rng.sample_key(cfg.run.seed, env.rank))  # per-rank stream
 
         self.schedule = Schedule.from_config(cfg)
@@ -80,7 +83,8 @@ class Trainer:
         self.skipped = {"G": torch.zeros((), device=env.device),
                         "D": torch.zeros((), device=env.device)}
         self.tracker: Tracker = Tracker()
-        self.progress = Progress(cfg.train.max_steps, enabled=env.is_main and cfg.train.progress)
+        self.progress = Progress(cfg.train.max_steps, enabled=cfg.train.progress,
+                                 is_main=env.is_main)
         self.first_metrics: dict[str, float] = {}
         self.last_metrics: dict[str, float] = {}
 
@@ -227,7 +231,10 @@ class Trainer:
         if mode == "auto":
             return checkpoint.newest_valid(self.run_dir, self.env.device)
         path = Path(mode)
-        return path, checkpoint.load(path, self.env.device)
+        try:
+            return path, checkpoint.load(path, self.env.device)
+        except checkpoint.CheckpointError as e:
+            raise ConfigError("train.resume", mode, str(e)) from None
 
     def _check_compatible(self, saved: dict[str, Any], path: Path) -> None:
         try:

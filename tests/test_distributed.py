@@ -1,0 +1,213 @@
+"""Real processes on the CPU (gloo): DDP equivalence across phase changes, resume after
+SIGTERM equals not stopping, kill -9 mid-write, unsafe checkpoints, clear errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from liss.train import checkpoint
+from liss.train.signals import EXIT_PREEMPTED
+
+REPO = Path(__file__).resolve().parents[1]
+# sequential over depth and gray with thresholds that always pass: the phase changes at
+# steps 2 and 4 (depth -> gray -> identity+translation)
+# one thread per process everywhere: float reductions, hence bits, depend on the thread count
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+PHASED = ["tracking.uri=none", "loss.pool_size=0", "schedule.task_schedule=sequential",
+          "tasks.auxiliary_tasks=depth,gray", "schedule.depth_loss_threshold=5",
+          "schedule.gray_loss_threshold=5"]
+
+
+def liss_cmd(*args: str, nproc: int = 1) -> list[str]:
+    if nproc == 1:
+        return [sys.executable, "-m", "liss", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={nproc}", "-m", "liss", *args]
+
+
+def run(*args: str, nproc: int = 1, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(liss_cmd(*args, nproc=nproc), cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env=ENV)
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    state = checkpoint.load(run_dir / "checkpoints" / "latest.pt")
+    return {f"{net}.{k}": v for net, sd in state["models"].items() for k, v in sd.items()}
+
+
+@pytest.mark.slow
+def test_two_ranks_of_batch_one_equal_one_rank_of_batch_two(tiny_overrides, tmp_path) -> None:
+    common = ["train", *tiny_overrides, *PHASED, "train.max_steps=6", "train.val_every=2"]
+    one = run(*common, "run.name=one")
+    two = run(*common, "run.name=two", nproc=2)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert two.returncode == 0, two.stderr[-3000:]
+    runs = tmp_path / "runs"
+    a, b = weights(runs / "one"), weights(runs / "two")
+    init = weights_at_init(tiny_overrides)
+    assert a.keys() == b.keys()
+    drift = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    moved = max((a[k].float() - init[k].float()).abs().max().item() for k in init)
+    assert drift < 5e-5 and moved > 100 * drift, (drift, moved)
+    for name in ("one", "two"):  # both crossed the same two phase changes
+        state = checkpoint.load(runs / name / "checkpoints" / "latest.pt")
+        assert [e["step"] for e in state["schedule"]["events"]] == [0, 2, 4]
+    assert "phase 2 identity+translation" in two.stderr
+
+
+def weights_at_init(overrides: list[str]) -> dict[str, torch.Tensor]:
+    from liss import config
+    from liss.model import LissModel
+
+    torch.manual_seed(0)
+    model = LissModel(config.load(None, [*overrides, *PHASED]))
+    return {f"{net}.{k}": v for net, m in model.networks().items()
+            for k, v in m.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_resume_after_sigterm_equals_the_uninterrupted_run(tiny_overrides, tmp_path) -> None:
+    # phase changes at steps 5 and 10; the run is long enough that the signal lands mid-run
+    common = ["train", *tiny_overrides, *PHASED, "train.max_steps=30", "train.val_every=5",
+              "train.log_every=1", "loss.pool_size=3", "model.D_rotation=true"]
+    full = run(*common, "run.name=full")
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    stop_after = 3 + int(time.time()) % 8  # a step in 3..10, different from run to run
+    proc = subprocess.Popen(liss_cmd(*common, "run.name=cut"), cwd=REPO, text=True, env=ENV,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    for line in proc.stderr:
+        if line.startswith(f"step {stop_after}/"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == EXIT_PREEMPTED, rest[-3000:]
+    cut_dir = tmp_path / "runs" / "cut"
+    stopped_at = checkpoint.load(cut_dir / "checkpoints" / "latest.pt")["step"]
+    assert stop_after <= stopped_at < 30
+    assert "preempted at step" in rest
+
+    resumed = run(*common, "run.name=cut", "train.resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {cut_dir / 'checkpoints' / f'step_{stopped_at}.pt'}" in resumed.stderr
+    a, b = weights(tmp_path / "runs" / "full"), weights(cut_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed run differs from the full run"
+    fa = checkpoint.load(tmp_path / "runs" / "full" / "checkpoints" / "latest.pt")
+    fb = checkpoint.load(cut_dir / "checkpoints" / "latest.pt")
+    assert fa["schedule"] == fb["schedule"]
+    assert all(torch.equal(x, y) for x, y in zip(fa["pools"]["A"]["images"],
+                                                 fb["pools"]["A"]["images"], strict=True))
+
+
+def test_extending_a_finished_run(tiny_overrides, tmp_path) -> None:
+    from liss.cli import main
+
+    base = ["train", *tiny_overrides, "tracking.uri=none", "tasks.auxiliary_tasks=rotation"]
+    assert main([*base, "train.max_steps=2"]) == 0
+    assert main([*base, "train.max_steps=2"]) == 0  # already complete: nothing to do
+    assert main([*base, "train.max_steps=4"]) == 0
+    assert checkpoint.load(tmp_path / "runs" / "tiny" / "checkpoints" / "latest.pt")[
+        "step"] == 4
+
+
+def test_resume_refuses_an_incompatible_config(tiny_overrides, capsys) -> None:
+    from liss.cli import main
+
+    base = ["train", *tiny_overrides, "tracking.uri=none", "tasks.auxiliary_tasks=rotation",
+            "train.max_steps=2"]
+    assert main(base) == 0
+    capsys.readouterr()
+    assert main([*base, "model.ngf=8", "optim.lr=0.001", "train.max_steps=4"]) == 2
+    err = capsys.readouterr().err
+    assert "different config" in err and "model.ngf (4 -> 8)" in err
+    assert "optim.lr (0.0002 -> 0.001)" in err and "train.max_steps" not in err
+
+
+def test_resume_never_refuses_a_folder_with_checkpoints(tiny_overrides, capsys) -> None:
+    from liss.cli import main
+
+    base = ["train", *tiny_overrides, "tracking.uri=none", "tasks.auxiliary_tasks=rotation",
+            "train.max_steps=2"]
+    assert main(base) == 0
+    assert main([*base, "train.resume=never"]) == 2
+    assert "already holds checkpoints" in capsys.readouterr().err
+
+
+def test_kill_9_during_a_checkpoint_write_keeps_the_previous_one(tmp_path: Path) -> None:
+    script = f"""
+import sys, torch
+from pathlib import Path
+from liss.train import checkpoint
+run = Path({str(tmp_path)!r})
+small = {{"format": checkpoint.FORMAT, "step": 1, "models": {{"G_A": {{"w": torch.ones(3)}}}}}}
+checkpoint.save(small, run, keep=3)
+print("first saved", flush=True)
+blob = torch.zeros(400_000_000, dtype=torch.uint8)
+big = {{"format": checkpoint.FORMAT, "step": 2, "models": {{"G_A": {{"w": blob}}}}}}
+checkpoint.save(big, run, keep=3)
+print("second saved", flush=True)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "first saved"
+    tmp_file = tmp_path / "checkpoints" / ".step_2.pt.tmp"
+    deadline = time.monotonic() + 60
+    while not (tmp_file.exists() and tmp_file.stat().st_size > 0):
+        assert time.monotonic() < deadline, "the second write never started"
+        time.sleep(0.005)
+    proc.kill()  # SIGKILL in the middle of writing step_2
+    proc.wait()
+    assert not (tmp_path / "checkpoints" / "step_2.pt").exists()
+    path, state = checkpoint.newest_valid(tmp_path)
+    assert path.name == "step_1.pt" and state["step"] == 1
+    assert checkpoint.load(tmp_path / "checkpoints" / "latest.pt")["step"] == 1
+
+
+def test_truncated_newest_checkpoint_is_skipped_with_a_warning(tmp_path, caplog) -> None:
+    for step in (1, 2):
+        checkpoint.save({"format": checkpoint.FORMAT, "step": step, "models": {}}, tmp_path, 3)
+    newest = tmp_path / "checkpoints" / "step_2.pt"
+    newest.write_bytes(newest.read_bytes()[:50])
+    path, state = checkpoint.newest_valid(tmp_path)
+    assert path.name == "step_1.pt" and state["step"] == 1
+    assert "skipping checkpoint" in caplog.text and "step_2.pt" in caplog.text
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {_Exploit.marker}",))
+
+
+def test_a_checkpoint_that_runs_code_is_refused(tmp_path, tiny_overrides, capsys) -> None:
+    from liss.cli import main
+
+    _Exploit.marker = tmp_path / "pwned"
+    bad = tmp_path / "evil.pt"
+    torch.save({"format": checkpoint.FORMAT, "step": 1, "models": {}, "x": _Exploit()}, bad)
+    with pytest.raises(checkpoint.CheckpointError, match="unreadable or unsafe"):
+        checkpoint.load(bad)
+    assert main(["train", *tiny_overrides, "tracking.uri=none", f"train.resume={bad}"]) == 2
+    assert "unsafe checkpoint" in capsys.readouterr().err
+    assert not _Exploit.marker.exists()
+
+
+def test_world_size_must_divide_the_batch(tiny_overrides) -> None:
+    proc = run("train", *tiny_overrides, "tracking.uri=none", "data.batch_size=3", nproc=2)
+    assert proc.returncode != 0
+    assert "data.batch_size=3: must be divisible by the world size (2)" in proc.stderr
+
+
+def test_cuda_asked_for_but_absent(tiny_overrides, capsys) -> None:
+    from liss.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["train", *tiny_overrides, "train.device=cuda"]) == 2
+    assert "train.device='cuda': CUDA was asked for but no CUDA device" in capsys.readouterr().err
