@@ -15,15 +15,24 @@ exclude:                             # drop points matching every key of an entr
 resources: {...}                     # per-run resources, read by the launchers
 slurm: {...}                         # SLURM-only settings
 k8s: {...}                           # Kubernetes-only settings
+tracking_uri: ""                     # one MLflow store for the whole sweep (see below)
 ```
 
 Every point's config is resolved and validated before anything is submitted; one bad
 point stops the whole sweep with an error naming the point and the key.
+
+All runs of a sweep share one folder, `<run.dir>/<name>/<point>`, and one MLflow store (the
+spec's `tracking_uri`, else the base config's `tracking.uri`, else `$MLFLOW_TRACKING_URI`,
+else `sqlite:///<run.dir>/<name>/mlflow.db`), so the MLflow compare view sees them side by
+side. The sweep sets those keys (and `train.resume=auto`, so a requeued point continues)
+in every point's overrides; axes and points may not set them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +47,15 @@ from liss.config import Config, ConfigError
 SPEC_KEYS = {"name", "base", "overrides", "axes", "points", "exclude", "resources", "slurm",
              "k8s", "tracking_uri"}
 MAX_NAME = 52  # leaves room for k8s suffixes within the 63-char DNS label limit
+# Per-run resources every launcher reads the same way (integers; mem_gb a number).
+RESOURCE_KEYS = {"nodes", "nproc_per_node", "gpus_per_node", "cpus_per_task", "mem_gb",
+                 "timeout_min"}
+SLURM_KEYS = {"partition", "account", "qos", "constraint", "additional_parameters", "setup",
+              "signal_delay_s", "max_num_timeout"}
+# Set by the sweep for every point; a spec may not set them.
+SWEEP_KEYS = ("run.name", "train.resume", "tracking.parent_run_id", "tracking.sweep_id")
+# Shared by all points (one folder, one MLflow store): fixed `overrides` only.
+SHARED_KEYS = ("run.dir", "tracking.uri", "tracking.experiment")
 
 
 @dataclass(frozen=True)
@@ -94,23 +112,103 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise ConfigError("sweep.name", data.get("name"),
                           "must be lowercase letters, digits and '-'")
     base = data.get("base")
-    axes = data.get("axes") or {}
+    overrides = _mapping(data, "overrides")
+    axes = _mapping(data, "axes")
     for key, values in axes.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"sweep.axes.{key}", values, "must be a non-empty list")
+    points, exclude = _mappings(data, "points"), _mappings(data, "exclude")
+    _check_keys("sweep.overrides", overrides, SWEEP_KEYS)
+    _check_keys("sweep.axes", axes, SWEEP_KEYS + SHARED_KEYS)
+    for i, entry in enumerate(points):
+        _check_keys(f"sweep.points[{i}]", entry, SWEEP_KEYS + SHARED_KEYS)
+    resources = _mapping(data, "resources")
+    _check_resources(resources)
+    slurm = _mapping(data, "slurm")
+    _check_known("sweep.slurm", slurm, SLURM_KEYS)
     return SweepSpec(
         name=data["name"],
         base=(path.parent / base).resolve() if base else None,
-        overrides=dict(data.get("overrides") or {}),
+        overrides=overrides,
         axes={k: list(v) for k, v in axes.items()},
-        points=[dict(p) for p in data.get("points") or []],
-        exclude=[dict(e) for e in data.get("exclude") or []],
-        resources=dict(data.get("resources") or {}),
-        slurm=dict(data.get("slurm") or {}),
-        k8s=dict(data.get("k8s") or {}),
+        points=points,
+        exclude=exclude,
+        resources=resources,
+        slurm=slurm,
+        k8s=_mapping(data, "k8s"),
         tracking_uri=str(data.get("tracking_uri") or ""),
         source=path.resolve(),
     )
+
+
+def _mapping(data: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"sweep.{key}", value, "must be a mapping of key: value")
+    return dict(value)
+
+
+def _mappings(data: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    value = data.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise ConfigError(f"sweep.{key}", value, "must be a list of mappings of overrides")
+    return [dict(v) for v in value]
+
+
+def _check_keys(where: str, entry: Mapping[str, Any], reserved: tuple[str, ...]) -> None:
+    for key in entry:
+        if key in reserved:
+            what = ("set by the sweep for every point" if key in SWEEP_KEYS else
+                    "shared by all points of a sweep: set it in `overrides` (or tracking_uri)")
+            raise ConfigError(f"{where}.{key}", entry[key], what)
+
+
+def _check_known(where: str, entry: Mapping[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}", entry[unknown[0]],
+                          f"unknown key; known: {', '.join(sorted(known))}")
+
+
+def _check_resources(resources: Mapping[str, Any]) -> None:
+    _check_known("sweep.resources", resources, RESOURCE_KEYS)
+    for key, value in resources.items():
+        number = int | float if key == "mem_gb" else int
+        if isinstance(value, bool) or not isinstance(value, number) or value < 0:
+            raise ConfigError(f"sweep.resources.{key}", value,
+                              "must be a non-negative " + ("number" if key == "mem_gb"
+                                                           else "integer"))
+
+
+def base_config(spec: SweepSpec) -> Config:
+    """The base config with the sweep's fixed overrides: what every point shares."""
+    try:
+        return config_lib.load(spec.base, [f"{k}={_yaml_scalar(v)}"
+                                           for k, v in spec.overrides.items()])
+    except ConfigError as e:
+        raise ConfigError(f"sweep overrides: {e.key}", e.value, e.allowed) from None
+
+
+def sweep_dir(spec: SweepSpec) -> Path:
+    """`<run.dir>/<sweep name>`: the parent of every point's run folder."""
+    return Path(base_config(spec).run.dir) / spec.name
+
+
+def tracking_uri(spec: SweepSpec) -> str:
+    """The one MLflow store all points log to ("none" when tracking is off)."""
+    configured = spec.tracking_uri or base_config(spec).tracking.uri
+    if configured:
+        return configured
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{(sweep_dir(spec) / 'mlflow.db').resolve()}"
+
+
+def sweep_id(spec: SweepSpec) -> str:
+    """Stable id of a sweep: its name and where its runs live, so re-running the same spec
+    finds its MLflow parent run again while a same-named sweep elsewhere does not."""
+    where = hashlib.sha1(str(sweep_dir(spec).resolve()).encode()).hexdigest()[:8]
+    return f"{spec.name}-{where}"
 
 
 def _excluded(point: Mapping[str, Any], rules: list[dict[str, Any]]) -> bool:
@@ -141,9 +239,13 @@ def expand(spec: SweepSpec) -> list[Point]:
     if not assignments:
         assignments = [{}]
     assignments = [a for a in assignments if not _excluded(a, spec.exclude)]
+    if not assignments:
+        raise ConfigError("sweep.exclude", spec.exclude, "excludes every point")
     varying = list(dict.fromkeys(k for a in assignments for k in a))
     varying = [k for k in varying if len({str(a.get(k)) for a in assignments}) > 1]
 
+    shared = {"run.dir": str(sweep_dir(spec)), "tracking.uri": tracking_uri(spec),
+              "train.resume": "auto"}
     points: list[Point] = []
     names: set[str] = set()
     for assignment in assignments:
@@ -152,7 +254,7 @@ def expand(spec: SweepSpec) -> list[Point]:
             raise ConfigError("sweep", name, "two points get the same run name; make the "
                               "axes or points differ")
         names.add(name)
-        overrides = {**spec.overrides, **assignment, "run.name": name}
+        overrides = {**spec.overrides, **assignment, **shared, "run.name": name}
         try:
             cfg = config_lib.load(spec.base, [f"{k}={_yaml_scalar(v)}"
                                               for k, v in overrides.items()])

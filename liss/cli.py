@@ -90,11 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-depth", action="store_true", help="depth maps are not required")
     c.set_defaults(func=_check)
 
-    sw = sub.add_parser("sweep", add_help=False,
-                        help="fan a sweep spec out to local torchrun, SLURM or Kubernetes "
-                        "(`liss sweep --help`)")
-    sw.add_argument("args", nargs=argparse.REMAINDER)
-    sw.set_defaults(func=_sweep)
+    sub.add_parser("sweep", add_help=False, help="fan a sweep spec out to local torchrun, "
+                   "SLURM or Kubernetes (`liss sweep --help`)")
 
     cfg = sub.add_parser("config", help="configs").add_subparsers(dest="config_cmd", required=True)
     d = cfg.add_parser("defaults", help="print every option with its default (default.yaml)")
@@ -105,7 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from liss.config import ConfigError
 
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sweep"]:  # `launch` parses its own arguments, --help included
+        args = argparse.Namespace(func=_sweep, args=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as e:

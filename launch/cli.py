@@ -1,0 +1,321 @@
+"""`liss sweep`: expand a sweep spec, open its MLflow parent run and hand the points to a
+launcher; `liss sweep status` shows where each point stands.
+
+Every point is validated before anything happens, so a bad point costs nothing. Points that
+already finished (their run folder's status.json, or a FINISHED MLflow run of this sweep)
+are skipped unless --force. MLflow errors never stop a sweep: it runs without a parent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+from launch.common import (
+    LIVE_STATES,
+    LaunchError,
+    Submission,
+    is_finished,
+    load_record,
+    save_record,
+)
+from launch.sweep import Point, SweepSpec, expand, load_spec, sweep_id, tracking_uri
+from liss.config import ConfigError
+
+LAUNCHERS = ("local", "slurm", "k8s")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PREEMPTED = 0, 1, 2, 75
+WAIT_POLL_S = 2.0
+SKIPPED = "skipped (completed)"
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="liss sweep", description=__doc__.splitlines()[0],
+        epilog="liss sweep status SPEC: the state of each point of the sweep (and where to "
+        "watch it). Docs: docs/launching.md")
+    p.add_argument("spec", help="sweep spec YAML (see configs/sweeps/)")
+    p.add_argument("--launcher", required=True, choices=LAUNCHERS,
+                   help="local: torchrun on this machine; slurm: one submitit job array; "
+                   "k8s: one Kubernetes Job per point")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what would be run or submitted, and do nothing")
+    p.add_argument("--max-parallel", type=int, default=None, metavar="N",
+                   help="points running at once (default: 1 for local, all otherwise)")
+    p.add_argument("--force", action="store_true",
+                   help="also run finished points, from scratch (old run folders are kept, "
+                   "renamed *.replaced-<time>)")
+    p.add_argument("--wait", action="store_true",
+                   help="slurm/k8s: wait until every point has ended, then report "
+                   "(local always waits)")
+    return p
+
+
+def _status_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="liss sweep status",
+                                description="where each point of a sweep stands")
+    p.add_argument("spec", help="sweep spec YAML")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    status = bool(argv) and argv[0] == "status"
+    args = (_status_parser() if status else build_parser()).parse_args(
+        argv[1:] if status else argv)
+    logging.basicConfig(level=logging.WARNING, format="liss sweep: %(message)s")
+    try:
+        return _status(args) if status else _run(args)
+    except ConfigError as e:
+        print(f"liss sweep: config error: {e} (nothing submitted)", file=sys.stderr)
+        return EXIT_USAGE
+    except LaunchError as e:
+        print(f"liss sweep: {e}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _launcher(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(f"launch.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"launch.{name}":
+            raise
+        raise LaunchError(f"the {name} launcher is not available (launch/{name}.py is "
+                          "missing from this installation)") from None
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    points = expand(spec)
+    launcher = _launcher(args.launcher)
+    tracking = _Tracking(spec, points)
+    finished = set() if args.force else (
+        {p.name for p in points if is_finished(p)} | tracking.finished())
+    todo = [p for p in points if p.name not in finished]
+    print(f"sweep {spec.name}: {len(points)} points, {len(todo)} to run"
+          + (f", {len(finished)} skipped as completed" if finished else "")
+          + f"; launcher {args.launcher}" + (" (dry run)" if args.dry_run else ""), flush=True)
+
+    # With nothing to run, show the parent run a previous `liss sweep` made, if any.
+    parent = tracking.open_parent() if todo and not args.dry_run else tracking.find_parent()
+    max_parallel = args.max_parallel or (1 if args.launcher == "local" else max(1, len(todo)))
+    try:
+        subs = launcher.launch(spec, todo, parent_run_id=parent, dry_run=args.dry_run,
+                               max_parallel=max_parallel, force=args.force) if todo else []
+    except LaunchError:
+        if not args.dry_run:
+            tracking.close_parent(parent, "FAILED")
+        raise
+    if not args.dry_run and subs:
+        save_record(spec, args.launcher, subs)
+        if args.wait and any(s.state in LIVE_STATES for s in subs):
+            subs = _wait(spec, points, launcher, subs)
+            save_record(spec, args.launcher, subs)
+        if not any(s.state in LIVE_STATES for s in subs):
+            tracking.close_parent(parent, _terminal(subs))
+    by_name = {s.name: s for s in subs}
+    rows = [by_name.get(p.name) or Submission(p.name, SKIPPED, str(p.config.run_dir.absolute()))
+            for p in points]
+    print(_table(rows))
+    print(tracking.describe(parent))
+    return _exit_code(subs)
+
+
+def _wait(spec: SweepSpec, points: list[Point], launcher: ModuleType,
+          subs: list[Submission]) -> list[Submission]:
+    """Poll the launcher's status until no point is pending or running."""
+    if not hasattr(launcher, "status"):
+        raise LaunchError(f"--wait: the {launcher.__name__} launcher cannot report status")
+    current = {s.name: s for s in subs}
+    seen: dict[str, str] = {}
+    while True:
+        current.update(launcher.status(spec, points, current))
+        for s in current.values():
+            if seen.get(s.name) != s.state:
+                print(f"[{time.strftime('%H:%M:%S')}] {s.name}: {s.state}", flush=True)
+                seen[s.name] = s.state
+        if not any(s.state in LIVE_STATES for s in current.values()):
+            return [current[s.name] for s in subs]
+        time.sleep(WAIT_POLL_S)
+
+
+def _terminal(subs: list[Submission]) -> str:
+    """The parent run's MLflow status once its children have ended."""
+    states = {s.state for s in subs}
+    if states - {"completed", "preempted"}:
+        return "FAILED"
+    return "KILLED" if "preempted" in states else "FINISHED"
+
+
+def _exit_code(subs: list[Submission]) -> int:
+    states = {s.state for s in subs}
+    if states - {"completed", "preempted", "dry-run", "not started"} - LIVE_STATES:
+        return EXIT_FAILED
+    return EXIT_PREEMPTED if "preempted" in states else EXIT_OK
+
+
+def _table(rows: list[Submission]) -> str:
+    wn = max([len("POINT"), *(len(r.name) for r in rows)])
+    ws = max([len("STATE"), *(len(r.state) for r in rows)])
+    lines = [f"{'POINT':<{wn}}  {'STATE':<{ws}}  WHERE"]
+    lines += [f"{r.name:<{wn}}  {r.state:<{ws}}  {r.where}" for r in rows]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- status
+
+
+def _status(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    points = expand(spec)
+    name, record = load_record(spec)
+    current = dict(record)
+    if name is not None:
+        launcher = _launcher(name)
+        if hasattr(launcher, "status"):
+            current.update(launcher.status(spec, points, record))
+            if hasattr(launcher, "STATUS_SOURCE"):
+                print(f"states ({name}): {launcher.STATUS_SOURCE}")
+    tracking = _Tracking(spec, points)
+    finished = tracking.finished()
+    rows = []
+    for p in points:
+        sub = current.get(p.name)
+        if sub is not None and sub.state in LIVE_STATES:
+            rows.append(sub)
+        elif is_finished(p) or p.name in finished:
+            rows.append(Submission(p.name, "completed", sub.where if sub else
+                                   str(p.config.run_dir.absolute())))
+        else:
+            rows.append(sub or Submission(p.name, "not submitted", ""))
+    print(_table(rows))
+    parent = tracking.find_parent()
+    print(tracking.describe(parent))
+    if parent and not any(r.state in LIVE_STATES | {"not submitted"} for r in rows):
+        tracking.close_parent(parent, _terminal(rows))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- MLflow
+
+
+class _Tracking:
+    """The sweep's one MLflow store: its parent run and which points finished there."""
+
+    PARENT_TAG = "sweep_role"
+
+    def __init__(self, spec: SweepSpec, points: list[Point]):
+        self.spec, self.uri, self.sweep_id = spec, tracking_uri(spec), sweep_id(spec)
+        experiments = {p.config.tracking.experiment for p in points}
+        if len(experiments) > 1:
+            raise ConfigError("tracking.experiment", sorted(experiments),
+                              "all points of a sweep must log to one experiment")
+        self.experiment = experiments.pop()
+        self._client = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.uri != "none"
+
+    def _sqlite_path(self) -> Path | None:
+        return Path(self.uri.removeprefix("sqlite:///")) if self.uri.startswith(
+            "sqlite:") else None
+
+    def client(self):
+        if self._client is None:
+            for name in ("alembic", "mlflow.store.db.utils"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    def _experiment_id(self, create: bool) -> str | None:
+        found = self.client().get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        if not create:
+            return None
+        db = self._sqlite_path()
+        artifacts = (db.parent / "mlartifacts").absolute().as_uri() if db else None
+        return self.client().create_experiment(self.experiment, artifact_location=artifacts)
+
+    def _search(self, where: str) -> list:
+        exp = self._experiment_id(create=False)
+        if exp is None:
+            return []
+        return self.client().search_runs([exp], filter_string=f"tags.sweep_id = "
+                                         f"'{self.sweep_id}' and {where}", max_results=10000)
+
+    def _store_exists(self) -> bool:
+        db = self._sqlite_path()
+        return self.enabled and (db is None or db.exists())
+
+    def finished(self) -> set[str]:
+        """Names of this sweep's points with a FINISHED run in the store."""
+        if not self._store_exists():
+            return set()
+        try:
+            runs = self._search("attributes.status = 'FINISHED'")
+        except Exception as e:
+            log.warning("cannot read MLflow at %s (%s): finished points are found by their "
+                        "run folders only", self.uri, e)
+            return set()
+        return {r.info.run_name for r in runs if self.PARENT_TAG not in r.data.tags}
+
+    def find_parent(self) -> str | None:
+        if not self._store_exists():
+            return None
+        try:
+            runs = self._search(f"tags.{self.PARENT_TAG} = 'parent'")
+        except Exception as e:
+            log.warning("cannot read MLflow at %s: %s", self.uri, e)
+            return None
+        return runs[0].info.run_id if runs else None
+
+    def open_parent(self) -> str | None:
+        """This sweep's parent run (found again by sweep_id, else created), set RUNNING."""
+        if not self.enabled:
+            return None
+        try:
+            if self._sqlite_path():
+                self._sqlite_path().parent.mkdir(parents=True, exist_ok=True)
+            exp = self._experiment_id(create=True)
+            parent = self.find_parent()
+            if parent:
+                self.client().update_run(parent, status="RUNNING")
+                return parent
+            run = self.client().create_run(exp, run_name=self.spec.name, tags={
+                "sweep": self.spec.name, "sweep_id": self.sweep_id, self.PARENT_TAG: "parent"})
+            if self.spec.source is not None:
+                self.client().log_artifact(run.info.run_id, str(self.spec.source))
+            return run.info.run_id
+        except Exception as e:
+            log.warning("cannot open the sweep's parent run in MLflow at %s (%s): the points "
+                        "run without one", self.uri, e)
+            return None
+
+    def close_parent(self, parent: str | None, status: str) -> None:
+        if parent is None:
+            return
+        try:
+            self.client().set_terminated(parent, status)
+        except Exception as e:
+            log.warning("cannot close the parent run %s: %s", parent, e)
+
+    def describe(self, parent: str | None) -> str:
+        if not self.enabled:
+            return "MLflow: tracking is off (tracking.uri=none)"
+        where = (f"mlflow ui --backend-store-uri {self.uri} --port 5000" if self._sqlite_path()
+                 else self.uri)
+        run = f"parent run {parent}" if parent else "no parent run yet"
+        return (f"MLflow: experiment {self.experiment!r}, {run} (sweep_id {self.sweep_id})\n"
+                f"watch:  {where}")

@@ -1,0 +1,191 @@
+"""Sweep specs: loading errors, expansion, validation of every point, `liss sweep` dry runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from launch.cli import main as sweep_main
+from launch.sweep import expand, load_spec, sweep_dir, sweep_id, tracking_uri
+from liss.config import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "configs" / "quickstart.yaml"
+
+
+def write_spec(tmp_path: Path, **fields) -> Path:
+    data = {"name": "sw", "base": str(QUICKSTART),
+            "overrides": {"run.dir": str(tmp_path / "runs")}, **fields}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def load_error(tmp_path: Path, **fields) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        expand(load_spec(write_spec(tmp_path, **fields)))
+    return info.value
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@pytest.mark.parametrize(("fields", "key", "says"), [
+    ({"axis": {"run.seed": [0, 1]}}, "sweep.axis", "unknown sweep key"),
+    ({"name": "My_Sweep"}, "sweep.name", "lowercase"),
+    ({"name": ""}, "sweep.name", "lowercase"),
+    ({"axes": {"run.seed": 3}}, "sweep.axes.run.seed", "non-empty list"),
+    ({"axes": {"run.seed": []}}, "sweep.axes.run.seed", "non-empty list"),
+    ({"axes": ["run.seed"]}, "sweep.axes", "mapping"),
+    ({"points": {"run.seed": 1}}, "sweep.points", "list of mappings"),
+    ({"axes": {"run.name": ["a", "b"]}}, "sweep.axes.run.name", "set by the sweep"),
+    ({"axes": {"run.dir": ["a", "b"]}}, "sweep.axes.run.dir", "shared by all points"),
+    ({"points": [{"tracking.uri": "none"}]}, "sweep.points[0].tracking.uri", "shared"),
+    ({"overrides": {"train.resume": "never"}}, "sweep.overrides.train.resume", "set by"),
+    ({"resources": {"gpu_per_node": 1}}, "sweep.resources.gpu_per_node", "unknown key"),
+    ({"resources": {"nodes": "two"}}, "sweep.resources.nodes", "integer"),
+    ({"slurm": {"partitions": "gpu"}}, "sweep.slurm.partitions", "unknown key"),
+])
+def test_spec_errors_name_the_key(tmp_path: Path, fields: dict, key: str, says: str) -> None:
+    err = load_error(tmp_path, **fields)
+    assert err.key == key
+    assert says in str(err)
+
+
+def test_missing_spec_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="sweep spec not found"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_bad_fixed_override_names_it(tmp_path: Path) -> None:
+    err = load_error(tmp_path, overrides={"train.max_stepz": 3})
+    assert err.key == "sweep overrides: train.max_stepz"
+    assert "did you mean train.max_steps" in str(err)
+
+
+# --------------------------------------------------------------------------- expansion
+
+
+def test_product_points_exclude_and_names(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(
+        tmp_path,
+        axes={"schedule.task_schedule": ["parallel", "representational"],
+              "schedule.repr_mode": ["freeze", "flow"], "run.seed": [0, 1]},
+        points=[{"schedule.task_schedule": "liss", "run.seed": 7}],
+        exclude=[{"schedule.task_schedule": ["parallel"], "schedule.repr_mode": ["flow"]}]))
+    points = expand(spec)
+    assert [p.name for p in points] == [
+        "sw-parallel-freeze-s0", "sw-parallel-freeze-s1",
+        "sw-representational-freeze-s0", "sw-representational-freeze-s1",
+        "sw-representational-flow-s0", "sw-representational-flow-s1",
+        "sw-liss-s7"]
+    assert [p.name for p in expand(load_spec(spec.source))] == [p.name for p in points]
+    flow = points[4].config
+    assert (flow.schedule.task_schedule, flow.schedule.repr_mode, flow.run.seed) == (
+        "representational", "flow", 0)
+    assert points[-1].config.run.seed == 7
+    assert points[-1].config.schedule.repr_mode == "freeze"  # the base config's value
+
+
+def test_points_share_folder_and_store(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, axes={"run.seed": [0, 1]},
+                                overrides={"run.dir": str(tmp_path / "runs"),
+                                           "train.max_steps": 5}))
+    points = expand(spec)
+    assert sweep_dir(spec) == tmp_path / "runs" / "sw"
+    assert tracking_uri(spec) == f"sqlite:///{tmp_path / 'runs' / 'sw' / 'mlflow.db'}"
+    for p in points:
+        c = p.config
+        assert c.run_dir == tmp_path / "runs" / "sw" / p.name
+        assert c.tracking.uri == tracking_uri(spec)
+        assert (c.train.resume, c.train.max_steps) == ("auto", 5)
+        assert f"run.name={p.name}" in p.override_args()
+    assert sweep_id(spec).startswith("sw-") and sweep_id(spec) == sweep_id(load_spec(spec.source))
+
+
+def test_tracking_store_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert tracking_uri(load_spec(write_spec(tmp_path))) == "http://mlflow.example:5000"
+    spec = load_spec(write_spec(tmp_path, tracking_uri="http://other:5000"))
+    assert tracking_uri(spec) == "http://other:5000"
+    assert {p.config.tracking.uri for p in expand(spec)} == {"http://other:5000"}
+
+
+def test_bad_point_names_point_and_key(tmp_path: Path) -> None:
+    err = load_error(tmp_path, axes={"schedule.task_schedule": ["liss", "parallel"],
+                                     "schedule.repr_mode": ["distillation"]})
+    assert err.key == "point sw-parallel: schedule.repr_mode"
+    assert "distillation is not meaningful" in str(err)
+    err = load_error(tmp_path, points=[{"run.seed": 1}, {"optim.lrr": 0.1}])
+    assert err.key.startswith("point sw-") and err.key.endswith(": optim.lrr")
+
+
+def test_duplicate_run_names_are_refused(tmp_path: Path) -> None:
+    err = load_error(tmp_path, points=[{"run.seed": 1}, {"run.seed": 1}])
+    assert "same run name" in str(err)
+
+
+def test_excluding_everything_is_an_error(tmp_path: Path) -> None:
+    err = load_error(tmp_path, axes={"run.seed": [0, 1]}, exclude=[{"run.seed": [0, 1]}])
+    assert err.key == "sweep.exclude" and "excludes every point" in str(err)
+
+
+def test_shipped_sweeps_expand() -> None:
+    points = expand(load_spec(REPO / "configs" / "sweeps" / "schedules.yaml"))
+    assert len(points) == 18
+    modes = {(p.config.schedule.task_schedule, p.config.schedule.repr_mode) for p in points}
+    assert modes == {("parallel", "freeze"), ("sequential", "freeze"), ("liss", "freeze"),
+                     ("representational", "freeze"), ("representational", "flow"),
+                     ("representational", "distillation")}
+    assert {p.config.run.seed for p in points} == {0, 1, 2}
+    assert "schedules-representational-distillation-s2" in {p.name for p in points}
+    smoke = expand(load_spec(REPO / "configs" / "sweeps" / "smoke.yaml"))
+    assert [p.name for p in smoke] == ["smoke-parallel", "smoke-liss"]
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def test_bad_point_submits_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec(tmp_path, axes={"schedule.task_schedule": ["sequential"],
+                                      "schedule.repr_mode": ["freeze", "distillation"]})
+    assert sweep_main([str(spec), "--launcher", "local"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "point sw-distillation: schedule.repr_mode='distillation'" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_local_dry_run_prints_commands(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, axes={"run.seed": [0, 1]},
+                      resources={"nproc_per_node": 2})
+    done = subprocess.run([sys.executable, "-m", "liss", "sweep", str(spec), "--launcher",
+                           "local", "--dry-run", "--max-parallel", "2"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    lines = [line for line in out.splitlines() if line.startswith("[dry-run] sw-")]
+    assert len(lines) == 2
+    assert "-m torch.distributed.run --standalone --nproc_per_node=2 -m liss train" in lines[0]
+    assert f"{QUICKSTART} " in lines[0] and "run.seed=0" in lines[0] and "run.seed=1" in lines[1]
+    assert f"run.dir={tmp_path / 'runs' / 'sw'}" in lines[0]
+    assert "train.resume=auto run.name=sw-s0" in lines[0]
+    assert "LISS_SWEEP_ID=sw-" in lines[0] and "LISS_PARENT_RUN_ID" not in out
+    assert f">> {tmp_path / 'runs' / 'sw' / 'sw-s1' / 'launch.log'} 2>&1" in lines[1]
+    assert "mlflow ui --backend-store-uri sqlite:///" in out
+    assert not (tmp_path / "runs").exists(), "a dry run creates nothing"
+
+
+def test_help_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as code:
+        sweep_main(["--help"])
+    assert code.value.code == 0
+    out = capsys.readouterr().out
+    assert "--launcher {local,slurm,k8s}" in out and "liss sweep status SPEC" in out
+    with pytest.raises(SystemExit) as code:
+        sweep_main(["spec.yaml"])  # --launcher is required
+    assert code.value.code == 2
