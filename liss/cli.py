@@ -49,6 +49,22 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from liss import runs
+
+    refs = runs.resolve_refs(args.runs, args.sweep, args.uri)
+    print(runs.format_table(runs.compare_rows(refs)))
+    return EXIT_OK
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from liss import runs
+
+    done = runs.sync(Path(args.run_dir), args.to)
+    print("\n".join(done) if done else f"liss: nothing to sync in {args.run_dir}")
+    return EXIT_OK
+
+
 def _sweep(args: argparse.Namespace) -> int:
     # The library never imports `launch`; only this CLI verb hands over to it.
     from launch.cli import main as sweep_main
@@ -89,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also report images smaller than this")
     c.add_argument("--no-depth", action="store_true", help="depth maps are not required")
     c.set_defaults(func=_check)
+
+    runs = sub.add_parser("runs", help="compare and sync tracked runs").add_subparsers(
+        dest="runs_cmd", required=True)
+    rc = runs.add_parser("compare", help="a table of runs' final metrics and phase timings")
+    rc.add_argument("runs", nargs="*", help="run folders, sweep folders, or run ids (--uri)")
+    rc.add_argument("--sweep", help="every run tagged with this sweep_id (with --uri)")
+    rc.add_argument("--uri", help="tracking store of run ids / the sweep")
+    rc.set_defaults(func=_compare)
+    rs = runs.add_parser("sync", help="send records kept locally during a server outage")
+    rs.add_argument("run_dir")
+    rs.add_argument("--to", help="tracking URI (default: the server the run was logging to)")
+    rs.set_defaults(func=_sync)
 
     sub.add_parser("sweep", add_help=False, help="fan a sweep spec out to local torchrun, "
                    "SLURM or Kubernetes (`liss sweep --help`)")

@@ -184,6 +184,11 @@ class TrackingConfig:
     parent_run_id: str = opt("", "MLflow run to nest this run under (sweeps; or "
                              "$LISS_PARENT_RUN_ID)")
     sweep_id: str = opt("", "sweep this run belongs to, tagged sweep_id (or $LISS_SWEEP_ID)")
+    flush_timeout: float = opt(60.0, "seconds the end of a run waits for an unreachable "
+                               "server before writing records to the local store", ge=0.0)
+    log_system_metrics: bool = opt(True, "log CPU, memory and GPU use (system/...) at "
+                                   "train.log_every")
+    log_checkpoints: bool = opt(False, "also upload the final checkpoint as an artifact")
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,14 @@ def tiny_config(tiny_overrides: list[str]):
         return config.load(None, [*tiny_overrides, *extra])
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_http_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tracker turns MLflow's own HTTP retries off for its process; in this test process
+    that must not leak into the next test's direct MlflowClient calls."""
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        if name in os.environ:  # monkeypatch restores the value (or its absence) afterwards
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)

@@ -170,11 +170,30 @@ def check_dataset(root: Path, *, crop_size: int | None = None,
         if require_depth:
             report.warnings += _orphan_depths(folder, found)
         images += found
-    with ThreadPoolExecutor() as pool:
-        for found in pool.map(lambda p: _check_image(p, crop_size, require_depth), images):
-            report.problems += found.problems
-            report.warnings += found.warnings
-            report.depth_maps += found.depth_maps
+    for found in _scan(images, crop_size, require_depth):
+        report.problems += found.problems
+        report.warnings += found.warnings
+        report.depth_maps += found.depth_maps
     report.problems.sort(key=lambda issue: str(issue.path))
     report.warnings.sort(key=lambda issue: str(issue.path))
     return report
+
+
+def _scan(images: list[Path], crop_size: int | None, require_depth: bool) -> list[_Findings]:
+    """`_check_image` of every image, in order, decoded in a thread pool."""
+    with ThreadPoolExecutor() as pool:
+        return list(pool.map(lambda p: _check_image(p, crop_size, require_depth), images))
+
+
+def unusable_images(images: list[Path], *, require_depth: bool) -> dict[Path, str]:
+    """{image: reason} for the images a loader cannot use: the file itself does not decode
+    completely, or its depth map is missing or does not (only looked at when required).
+
+    The scan a training run makes before it starts (`data.on_bad_file`).
+    """
+    out = {}
+    for image, found in zip(images, _scan(images, None, require_depth), strict=True):
+        if found.problems:
+            out[image] = "; ".join(issue.reason if issue.path == image else str(issue)
+                                   for issue in found.problems)
+    return out

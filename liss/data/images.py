@@ -1,19 +1,57 @@
-"""Decoding image and depth files into float tensors in [0, 1] (PIL, any common format)."""
+"""Reading image and depth files (PIL decode to float [0, 1]), and what to do when one fails.
+
+Both backends read file bytes through `file_bytes` and find depth maps through `depth_file`,
+so an empty, unreadable or missing file gets the same reason whichever backend met it; and
+both fall back to the same stand-in through `load_or_substitute` (`data.on_bad_file=skip`).
+"""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from liss.data.layout import depth_path
+
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
+T = TypeVar("T")
 
 
 class BadImageError(OSError):
-    """An image file that cannot be decoded; the message names the file and the reason."""
+    """A file a loader cannot use; the message names the file and the reason.
+
+    Constructible from one message string too, which is how DataLoader re-raises a worker's
+    exception in the main process.
+    """
+
+    def __init__(self, path: Path | str, reason: str = ""):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: {reason}" if reason else str(path))
+
+
+def file_bytes(path: Path) -> bytes:
+    """The whole file; BadImageError when it cannot be read or is empty."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise BadImageError(path, f"cannot read: {e.strerror or e}") from None
+    if not data:
+        raise BadImageError(path, "empty file (0 bytes)")
+    return data
+
+
+def depth_file(image: Path) -> Path:
+    """The depth map of `image`; BadImageError naming the image when there is none."""
+    depth = depth_path(image)
+    if not depth.is_file():
+        raise BadImageError(image, f"missing depth map depths/{depth.name}")
+    return depth
 
 
 def _to_unit_array(im: Image.Image, gray: bool) -> np.ndarray:
@@ -30,15 +68,45 @@ def _to_unit_array(im: Image.Image, gray: bool) -> np.ndarray:
 
 def read_image(path: Path, gray: bool = False) -> Tensor:
     """[3,H,W] RGB (or [1,H,W] when `gray`) float in [0, 1], EXIF orientation applied."""
-    path = Path(path)
+    data = file_bytes(path)
     try:
-        if path.stat().st_size == 0:
-            raise BadImageError(f"{path}: empty file")
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             im = ImageOps.exif_transpose(im)
             arr = _to_unit_array(im, gray)
-    except BadImageError:
-        raise
-    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
-        raise BadImageError(f"{path}: cannot decode ({e.__class__.__name__}: {e})") from None
+    except UnidentifiedImageError:
+        raise BadImageError(path, "not an image Pillow can identify") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise BadImageError(path, f"cannot decode: {type(e).__name__}: {e}") from None
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
+
+
+def failure_reason(image: Path, error: BadImageError) -> str:
+    """Why `image` is unusable, naming its depth map when that is what failed."""
+    if error.path == image or not error.reason:
+        return error.reason or str(error)
+    return f"{error.path}: {error.reason}"
+
+
+def load_or_substitute(files: list[Path], index: int, load: Callable[[Path], T], *,
+                       skip: bool, known_bad: set[int]
+                       ) -> tuple[int, T, list[tuple[Path, str]]]:
+    """Load files[index]; when it fails and `skip`, the next loadable file (wrapping round).
+
+    Returns (index actually loaded, its data, [(file, reason)] for each new failure). Files in
+    `known_bad` are passed over without a retry, and new failures are added to it. The stand-in
+    depends only on which files are bad, so every backend, worker and rank picks the same one.
+    Without `skip` the first failure is raised.
+    """
+    failures: list[tuple[Path, str]] = []
+    for offset in range(len(files)):
+        j = (index + offset) % len(files)
+        if j in known_bad:
+            continue
+        try:
+            return j, load(files[j]), failures
+        except BadImageError as e:
+            if not skip:
+                raise
+            known_bad.add(j)
+            failures.append((files[j], failure_reason(files[j], e)))
+    raise BadImageError(files[index].parent, "no readable image left in this folder")

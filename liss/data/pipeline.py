@@ -1,22 +1,58 @@
 """The trainer's view of the data: a resumable train stream and per-domain validation sets,
-behind one contract whatever the backend (`data.backend`)."""
+behind one contract whatever the backend (`data.backend`).
+
+Before training, every image (and depth map, when the depth task is on) is decoded once
+(`check.unusable_images`, a thread pool; sharded across ranks and gathered, so every rank
+holds the same file lists and the sample stream stays identical on all of them). With
+`data.on_bad_file=error` the first unusable file stops the run here, with its path and
+reason; with `skip` those files leave the split lists and are listed in `skipped_files`.
+A file that breaks later is substituted by the next readable one (`skip`) or raises
+BadImageError (`error`) from the batch iterator; substitutions are added to
+`skipped_files` too.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
+
+import torch.distributed as dist
 
 from liss.config import Config, ConfigError
 from liss.data.batch import Batch, DomainBatch
+from liss.data.check import unusable_images
 from liss.data.layout import DOMAINS, Split, load_splits
 from liss.data.sampler import StreamSampler
 
+log = logging.getLogger(__name__)
 VAL_KEY_SALT = 0x5EED_7A1  # validation keys are fixed, so jigsaw puzzles never change
+SPLITS = ("train", "val", "test")
+T = TypeVar("T")
 
 
-def resolve_backend(name: str) -> str:
-    return "torch" if name == "auto" else name
+def resolve_backend(name: str, train_device: str = "auto") -> str:
+    """`auto`: dali when training on CUDA and DALI works there, else torch. On a CPU, torch
+    is the faster of the two (DALI's CPU resampling costs about twice torch's per image,
+    docs/benchmarks.md), so `auto` does not even import DALI there. `dali` that cannot run
+    is a ConfigError naming the fix."""
+    if name == "torch":
+        return "torch"
+    from liss.data import dali_backend
+
+    device = dali_backend.device_id(train_device)
+    if name == "auto" and device is None:
+        return "torch"
+    reason = dali_backend.unavailable_reason(device)
+    if reason is None:
+        return "dali"
+    if name == "dali":
+        raise ConfigError("data.backend", name, reason)
+    log.warning("data.backend=auto: using torch, because %s", reason)
+    return "torch"
 
 
 @dataclass
@@ -28,6 +64,10 @@ class InputPipeline:
     world_size: int
     with_depth: bool
     pin_memory: bool
+    skip_bad: bool = False
+    # split -> [(image, reason)]: dropped by the start-up scan, then substituted mid-run
+    skipped_files: dict[str, list[tuple[Path, str]]] = field(
+        default_factory=lambda: {s: [] for s in SPLITS})
 
     @property
     def local_batch(self) -> int:
@@ -37,40 +77,94 @@ class InputPipeline:
     def epoch_length(self) -> int:
         return max(len(self.splits["train"].A), len(self.splits["train"].B))
 
+    @property
+    def skipped_count(self) -> int:
+        """How many files this rank has skipped so far (for the trainer to log)."""
+        return sum(len(v) for v in self.skipped_files.values())
+
     def sampler(self, start_step: int = 0) -> StreamSampler:
         train = self.splits["train"]
         return StreamSampler(len(train.A), len(train.B), seed=self.cfg.run.seed,
                              local_batch=self.local_batch, rank=self.rank,
                              world_size=self.world_size, start_step=start_step)
 
+    def record(self, split: str, failures: Iterable[tuple[Path, str]]) -> None:
+        """Note files that failed mid-run (once each), with a warning."""
+        seen = {path for path, _ in self.skipped_files[split]}
+        for path, reason in failures:
+            if path not in seen:
+                seen.add(path)
+                self.skipped_files[split].append((path, reason))
+                log.warning("%s: %s; substituted by the next readable %s image", path, reason,
+                            split)
+
+    def _recorded(self, split: str, loader: Iterable[tuple[T, list]]) -> Iterator[T]:
+        for item, failures in loader:
+            if failures:
+                self.record(split, failures)
+            yield item
+
     def train_batches(self, start_step: int = 0) -> Iterator[Batch]:
         """This rank's local batches from `start_step` on (endless)."""
         d = self.cfg.data
-        sampler = self.sampler(start_step)
         train = self.splits["train"]
-        if self.backend == "torch":
-            from liss.data.torch_backend import TrainDataset, train_loader
+        common = dict(load_size=d.load_size, crop_size=d.crop_size, flip=not d.no_flip,
+                      with_depth=self.with_depth, skip_bad=self.skip_bad)
+        if self.backend == "dali":
+            from liss.data import dali_backend
 
-            dataset = TrainDataset(train.A, train.B, load_size=d.load_size,
-                                   crop_size=d.crop_size, flip=not d.no_flip,
-                                   with_depth=self.with_depth)
-            return train_loader(dataset, sampler, num_workers=d.num_workers,
-                                pin_memory=self.pin_memory)
-        raise ConfigError("data.backend", self.backend, "the dali backend is not available yet; "
-                          "use data.backend=torch")
+            return dali_backend.TrainStream(
+                {"A": train.A, "B": train.B}, self.sampler, start_step, **common,
+                threads=d.num_workers, device=dali_backend.device_id(self.cfg.train.device),
+                record=partial(self.record, "train"))
+        from liss.data.torch_backend import TrainDataset, train_loader
+
+        loader = train_loader(TrainDataset(train.A, train.B, **common),
+                              self.sampler(start_step), num_workers=d.num_workers,
+                              pin_memory=self.pin_memory)
+        return self._recorded("train", loader)
 
     def eval_batches(self, split: str, domain: str, batch_size: int | None = None
-                     ) -> Iterable[DomainBatch]:
-        """This rank's shard (every world_size-th image) of one domain, centre-cropped."""
+                     ) -> Iterator[DomainBatch]:
+        """This rank's shard (every world_size-th image) of one domain, centre-cropped.
+
+        Decoded by the torch path whatever `data.backend` is: validation drives the schedule,
+        so it is bit-identical across backends, and it is small next to training.
+        """
         from liss.data.torch_backend import EvalDataset, eval_loader
 
         d = self.cfg.data
         files = self.splits[split][domain]
         dataset = EvalDataset(files, load_size=d.load_size, crop_size=d.crop_size,
                               with_depth=self.with_depth, key_salt=VAL_KEY_SALT + ord(domain),
-                              indices=list(range(self.rank, len(files), self.world_size)))
-        return eval_loader(dataset, batch_size=batch_size or max(1, self.local_batch),
-                           num_workers=min(d.num_workers, 2))
+                              indices=list(range(self.rank, len(files), self.world_size)),
+                              skip_bad=self.skip_bad)
+        return self._recorded(split, eval_loader(
+            dataset, batch_size=batch_size or max(1, self.local_batch),
+            num_workers=min(d.num_workers, 2)))
+
+
+def _scan(splits: dict[str, Split], with_depth: bool, rank: int, world_size: int
+          ) -> dict[Path, str]:
+    """{image: reason} over every split; each rank decodes its share, then all gather."""
+    files = sorted({f for split in splits.values() for dom in DOMAINS for f in split[dom]})
+    shard = world_size > 1 and dist.is_available() and dist.is_initialized()
+    found = unusable_images(files[rank::world_size] if shard else files,
+                            require_depth=with_depth)
+    if shard:
+        gathered: list[dict[Path, str]] = [{} for _ in range(world_size)]
+        dist.all_gather_object(gathered, found)
+        found = {k: v for part in gathered for k, v in part.items()}
+    return found
+
+
+def _without(splits: dict[str, Split], bad: dict[Path, str]
+             ) -> tuple[dict[str, Split], dict[str, list[tuple[Path, str]]]]:
+    kept = {name: Split(A=[f for f in s.A if f not in bad], B=[f for f in s.B if f not in bad])
+            for name, s in splits.items()}
+    skipped = {name: [(f, bad[f]) for f in [*s.A, *s.B] if f in bad]
+               for name, s in splits.items()}
+    return kept, skipped
 
 
 def build_pipeline(cfg: Config, *, rank: int = 0, world_size: int = 1,
@@ -84,14 +178,33 @@ def build_pipeline(cfg: Config, *, rank: int = 0, world_size: int = 1,
     if d.batch_size % world_size:
         raise ConfigError("data.batch_size", d.batch_size,
                           f"must be divisible by the world size ({world_size})")
+    backend = resolve_backend(d.backend, cfg.train.device)
     splits = load_splits(root, direction=d.direction, val_fraction=d.val_fraction,
                          max_dataset_size=d.max_dataset_size)
+    _require_images(cfg, splits, "")
+    with_depth = "depth" in cfg.tasks.auxiliary_tasks
+    bad = _scan(splits, with_depth, rank, world_size)
+    if bad and d.on_bad_file == "error":
+        path = min(bad)
+        raise ConfigError("data.on_bad_file", d.on_bad_file, f"{path}: {bad[path]} "
+                          f"({len(bad)} unusable file{'s' * (len(bad) > 1)} under {root}; "
+                          f"list them with `liss data check {root}`, or set "
+                          "data.on_bad_file=skip to train without them)")
+    splits, skipped = _without(splits, bad)
+    if bad:
+        _require_images(cfg, splits, f" ({len(bad)} unusable files skipped)")
+        if rank == 0:
+            examples = "; ".join(f"{p}: {r}" for p, r in sorted(bad.items())[:3])
+            log.warning("data.on_bad_file=skip: %d unusable files left out, e.g. %s",
+                        len(bad), examples)
+    return InputPipeline(cfg, splits, backend, rank, world_size, with_depth, pin_memory,
+                         skip_bad=d.on_bad_file == "skip", skipped_files=skipped)
+
+
+def _require_images(cfg: Config, splits: dict[str, Split], note: str) -> None:
     for split in ("train", "val"):
         for dom in DOMAINS:
             if not splits[split][dom]:
-                folder = root / f"{split}{dom}"
-                raise ConfigError("data.root", d.root, f"no {split} images for domain {dom} "
-                                  f"(looked in {folder})")
-    with_depth = "depth" in cfg.tasks.auxiliary_tasks
-    return InputPipeline(cfg, splits, resolve_backend(d.backend), rank, world_size, with_depth,
-                         pin_memory)
+                folder = Path(cfg.data.root) / f"{split}{dom}"
+                raise ConfigError("data.root", cfg.data.root, f"no {split} images for domain "
+                                  f"{dom}{note} (looked in {folder})")

@@ -1,8 +1,14 @@
-"""Pure-PyTorch input pipeline: torchvision decode, resize, keyed crop/flip, DataLoader."""
+"""Pure-PyTorch input pipeline: PIL decode, resize, keyed crop/flip, DataLoader workers.
+
+Samples that had to be substituted (`data.on_bad_file=skip`, a file that went bad after the
+start-up scan) travel with their batch as `(file, reason)` pairs, because a worker process
+cannot report them any other way; `pipeline.InputPipeline` records them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -10,18 +16,20 @@ from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from liss import rng
 from liss.data.augment import CropFlip, center_params, train_params
 from liss.data.batch import Batch, DomainBatch
-from liss.data.images import read_image
-from liss.data.layout import depth_path
+from liss.data.images import depth_file, load_or_substitute, read_image
 from liss.data.sampler import SampleRef, StreamSampler
+
+Failures = list[tuple[Path, str]]
 
 
 def load_sample(image_path: Path, with_depth: bool, load_size: int, crop_size: int,
                 params: CropFlip) -> tuple[Tensor, Tensor | None]:
     """Decode, resize to load_size (bicubic; depth bilinear), crop and flip both together."""
     image = _resize(read_image(image_path), load_size, "bicubic")
-    depth = _resize(read_image(depth_path(image_path), gray=True), load_size, "bilinear") \
+    depth = _resize(read_image(depth_file(image_path), gray=True), load_size, "bilinear") \
         if with_depth else None
 
     def geometry(t: Tensor) -> Tensor:
@@ -39,47 +47,64 @@ def _resize(t: Tensor, size: int, mode: str) -> Tensor:
     return t.clamp_(0.0, 1.0)
 
 
-class TrainDataset(Dataset):
-    """Maps a `SampleRef` to one (A, B) sample."""
+class _Loader:
+    """What both datasets share: the sizes, and the stand-in rule for files that fail."""
+
+    def __init__(self, *, load_size: int, crop_size: int, with_depth: bool, skip_bad: bool):
+        self.load_size, self.crop_size = load_size, crop_size
+        self.with_depth, self.skip_bad = with_depth, skip_bad
+
+    def load(self, files: list[Path], index: int, params: CropFlip, known_bad: set[int]
+             ) -> tuple[int, tuple[Tensor, Tensor | None], Failures]:
+        load = partial(load_sample, with_depth=self.with_depth, load_size=self.load_size,
+                       crop_size=self.crop_size, params=params)
+        return load_or_substitute(files, index, load, skip=self.skip_bad, known_bad=known_bad)
+
+
+class TrainDataset(_Loader, Dataset):
+    """Maps a `SampleRef` to one (A, B) sample, plus the failures met loading it."""
 
     def __init__(self, files_A: list[Path], files_B: list[Path], *, load_size: int,
-                 crop_size: int, flip: bool, with_depth: bool):
+                 crop_size: int, flip: bool, with_depth: bool, skip_bad: bool = False):
+        super().__init__(load_size=load_size, crop_size=crop_size, with_depth=with_depth,
+                         skip_bad=skip_bad)
         self.files = {"A": files_A, "B": files_B}
-        self.load_size, self.crop_size = load_size, crop_size
-        self.flip, self.with_depth = flip, with_depth
+        self.flip = flip
+        self.known_bad: dict[str, set[int]] = {"A": set(), "B": set()}  # per worker
 
     def __len__(self) -> int:
         return max(len(f) for f in self.files.values())
 
-    def __getitem__(self, ref: SampleRef) -> dict[str, tuple]:
-        out = {}
+    def __getitem__(self, ref: SampleRef) -> dict:
+        out: dict = {"failures": []}
         for d, index, key in (("A", ref.index_A, ref.key_A), ("B", ref.index_B, ref.key_B)):
             params = train_params(key, self.load_size, self.crop_size, self.flip)
-            image, depth = load_sample(self.files[d][index], self.with_depth, self.load_size,
-                                       self.crop_size, params)
-            out[d] = (image, depth, key, index)
+            used, (image, depth), failures = self.load(self.files[d], index, params,
+                                                       self.known_bad[d])
+            out[d] = (image, depth, key, used)
+            out["failures"] += failures
         return out
 
 
-class EvalDataset(Dataset):
+class EvalDataset(_Loader, Dataset):
     """One domain's files, centre-cropped, with fixed keys (deterministic validation)."""
 
     def __init__(self, files: list[Path], *, load_size: int, crop_size: int, with_depth: bool,
-                 key_salt: int, indices: list[int] | None = None):
-        self.files, self.load_size, self.crop_size = files, load_size, crop_size
-        self.with_depth, self.key_salt = with_depth, key_salt
+                 key_salt: int, indices: list[int] | None = None, skip_bad: bool = False):
+        super().__init__(load_size=load_size, crop_size=crop_size, with_depth=with_depth,
+                         skip_bad=skip_bad)
+        self.files, self.key_salt = files, key_salt
         self.indices = list(range(len(files))) if indices is None else indices
+        self.known_bad: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple:
-        from liss import rng
-
         index = self.indices[i]
-        image, depth = load_sample(self.files[index], self.with_depth, self.load_size,
-                                   self.crop_size, center_params(self.load_size, self.crop_size))
-        return image, depth, rng.sample_key(self.key_salt, index), index
+        used, (image, depth), failures = self.load(
+            self.files, index, center_params(self.load_size, self.crop_size), self.known_bad)
+        return image, depth, rng.sample_key(self.key_salt, index), used, failures
 
 
 def _domain_batch(items: list[tuple]) -> DomainBatch:
@@ -92,13 +117,18 @@ def _domain_batch(items: list[tuple]) -> DomainBatch:
     )
 
 
-def collate_train(samples: list[dict]) -> Batch:
-    return Batch(A=_domain_batch([s["A"] for s in samples]),
-                 B=_domain_batch([s["B"] for s in samples]))
+def collate_train(samples: list[dict]) -> tuple[Batch, Failures]:
+    batch = Batch(A=_domain_batch([s["A"] for s in samples]),
+                  B=_domain_batch([s["B"] for s in samples]))
+    return batch, [f for s in samples for f in s["failures"]]
+
+
+def collate_eval(items: list[tuple]) -> tuple[DomainBatch, Failures]:
+    return _domain_batch([item[:4] for item in items]), [f for item in items for f in item[4]]
 
 
 def train_loader(dataset: TrainDataset, sampler: StreamSampler, *, num_workers: int,
-                 pin_memory: bool) -> Iterator[Batch]:
+                 pin_memory: bool) -> Iterator[tuple[Batch, Failures]]:
     """An endless iterator of local batches following the sampler's stream."""
     loader = DataLoader(dataset, batch_size=sampler.local_batch, sampler=sampler,
                         num_workers=num_workers, collate_fn=collate_train,
@@ -108,5 +138,6 @@ def train_loader(dataset: TrainDataset, sampler: StreamSampler, *, num_workers: 
 
 
 def eval_loader(dataset: EvalDataset, *, batch_size: int, num_workers: int) -> DataLoader:
+    """Yields (DomainBatch, failures) in file order."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      collate_fn=_domain_batch)
+                      collate_fn=collate_eval)

@@ -95,6 +95,15 @@ def newest_valid(run_dir: Path, map_location: str | torch.device = "cpu"
     return None
 
 
+def save_generators(model, cfg, step: int, path: Path) -> None:
+    """Generator-only weights with their config: what translation needs, nothing else."""
+    state = {"format": FORMAT, "kind": "generators", "step": step, "config": cfg.to_dict(),
+             "models": {f"G_{d}": model.G[d].state_dict() for d in ("A", "B")}}
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
 # ---------------------------------------------------------------------- RNG state
 
 

@@ -26,7 +26,7 @@ from liss.eval.paired import paired_metrics
 from liss.model import LissModel
 from liss.pool import ImagePool
 from liss.schedule import TRANSLATION, Event, Phase, Schedule
-from liss.tracking import Tracker, start_tracking
+from liss.tracking import Tracker, check_uri, git_commit, start_tracking
 from liss.train import checkpoint
 from liss.train.distributed import DistEnv, init_distributed, shutdown
 from liss.train.grid import render_grid, save_png
@@ -35,6 +35,7 @@ from liss.train.precision import resolve_channels_last, resolve_precision
 from liss.train.progress import Progress
 from liss.train.signals import EXIT_PREEMPTED, PreemptionHandler
 from liss.train.summary import format_summary
+from liss.train.system import system_metrics
 from liss.train.validate import run_validation
 
 log = logging.getLogger(__name__)
@@ -274,9 +275,9 @@ class Trainer:
         return out
 
     def _log_grid(self, samples: dict) -> None:
-        image = render_grid(self.model, samples)
-        save_png(image, self.run_dir / "grids" / f"step_{self.step}.png")
-        self.tracker.log_image(image, key="grid", step=self.step)
+        path = self.run_dir / "grids" / f"step_{self.step}.png"
+        save_png(render_grid(self.model, samples), path)
+        self.tracker.log_image(path, key="grid", step=self.step)
 
     def fit(self) -> int:
         cfg, env = self.cfg, self.env
@@ -293,6 +294,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             config_lib.save(cfg, self.run_dir / "config.yaml")
         run_id = (resumed[1]["tracking"]["run_id"] or None) if resumed else None
+        check_uri(cfg)
         self.tracker = start_tracking(cfg, env.is_main, run_id=run_id)
         if resumed is None:
             self.tracker.log_params(config_lib.flatten(cfg))
@@ -309,6 +311,7 @@ class Trainer:
             with PreemptionHandler() as preemption:
                 completed = self._loop(grid_samples, preemption)
             if completed and env.is_main:
+                self._log_final_artifacts()
                 test_metrics = self.evaluate_test()
                 self.progress.message(format_summary(self.first_metrics, self.last_metrics,
                                                      test_metrics, self.events))
@@ -371,6 +374,15 @@ class Trainer:
                 return False
         return True
 
+    def _log_final_artifacts(self) -> None:
+        """The trained generators (what `liss translate` needs), and optionally the checkpoint."""
+        path = self.run_dir / "generators.pt"
+        checkpoint.save_generators(self.model, self.cfg, self.step, path)
+        self.tracker.log_artifact(path)
+        if self.cfg.tracking.log_checkpoints:
+            latest = checkpoint.checkpoint_dir(self.run_dir) / f"step_{self.step}.pt"
+            self.tracker.log_artifact(latest, "checkpoints")
+
     def _write_status(self, status: str) -> None:
         """`status.json`: what launchers read to skip finished points and requeue others."""
         (self.run_dir / "status.json").write_text(json.dumps(
@@ -385,16 +397,17 @@ class Trainer:
         out["lr/discriminators"] = self.opt_D.param_groups[0]["lr"]
         if self.precision.name == "fp16":
             out.update({f"train/skipped_steps_{k}": float(v) for k, v in self.skipped.items()})
-        if self.env.device.type == "cuda":
-            out["perf/gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        if self.cfg.tracking.log_system_metrics:
+            out.update(system_metrics(self.env.device))
         return out
 
     def _tags(self) -> dict[str, str]:
         c = self.cfg
-        return {"schedule": c.schedule.task_schedule, "repr_mode": c.schedule.repr_mode,
+        tags = {"schedule": c.schedule.task_schedule, "repr_mode": c.schedule.repr_mode,
                 "tasks": ",".join(c.tasks.auxiliary_tasks), "seed": str(c.run.seed),
                 "world_size": str(self.env.world_size), "device": str(self.env.device),
-                "precision": self.precision.name}
+                "precision": self.precision.name, "git_commit": git_commit()}
+        return {k: v for k, v in tags.items() if v}
 
 
 def train(cfg: Config) -> int:
