@@ -1,4 +1,4 @@
-"""The `liss` command line: `liss train | data synth | data check | config defaults`.
+"""The `liss` command line: train, data, runs, sweep, translate / eval / export, config.
 
 Heavy imports (torch, mlflow) happen inside the subcommands so `liss --help` is instant and a
 config error is reported before anything slow starts.
@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("sweep", add_help=False, help="fan a sweep spec out to local torchrun, "
                    "SLURM or Kubernetes (`liss sweep --help`)")
+
+    from liss.eval.cli import register as register_eval
+
+    register_eval(sub)
 
     cfg = sub.add_parser("config", help="configs").add_subparsers(dest="config_cmd", required=True)
     d = cfg.add_parser("defaults", help="print every option with its default (default.yaml)")
