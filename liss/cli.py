@@ -144,6 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"liss: config error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:
+        from liss.data.images import BadImageError
+
+        if not isinstance(e, BadImageError):
+            raise
+        print(f"liss: data error: {e}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("liss: interrupted", file=sys.stderr)
         return 130

@@ -115,3 +115,29 @@ def test_bf16_training_runs(tiny_overrides: list[str]) -> None:
                        "tracking.uri=none")
     state = checkpoint.load(run_dir / "checkpoints" / "latest.pt")
     assert all(torch.isfinite(v).all() for v in state["models"]["G_A"].values())
+
+
+def test_a_file_that_breaks_mid_run_checkpoints_and_stops_clearly(
+        tiny_overrides: list[str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A file that fails when its turn comes (after the start-up scan): the steps already
+    trained are checkpointed and the error is one line naming the file."""
+    from liss.data.images import BadImageError
+    from liss.data.torch_backend import TrainDataset
+
+    original = TrainDataset.__getitem__
+
+    def flaky(self, ref):
+        if ref.position == 6:  # first sample of step 3 with batch 2
+            raise BadImageError("/data/trainA/00042.jpg: cannot decode (truncated)")
+        return original(self, ref)
+
+    monkeypatch.setattr(TrainDataset, "__getitem__", flaky)
+    overrides = [*tiny_overrides, "tracking.uri=none", "train.max_steps=10",
+                 "tasks.auxiliary_tasks=rotation"]
+    assert main(["train", *overrides]) == 1
+    err = capsys.readouterr().err
+    assert "liss: data error: /data/trainA/00042.jpg: cannot decode (truncated)" in err
+    assert "checkpoint saved at step 3" in err and "Traceback" not in err
+    run_dir = config.load(None, overrides).run_dir
+    assert checkpoint.load(run_dir / "checkpoints" / "latest.pt")["step"] == 3

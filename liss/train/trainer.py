@@ -20,6 +20,7 @@ from liss import config as config_lib
 from liss import rng
 from liss.config import Config, ConfigError
 from liss.data.batch import Batch
+from liss.data.images import BadImageError
 from liss.data.layout import DOMAINS
 from liss.data.pipeline import InputPipeline, build_pipeline
 from liss.eval.paired import paired_metrics
@@ -339,7 +340,13 @@ class Trainer:
         last_saved = -1
         while not self._finished():
             t0 = time.monotonic()
-            batch = next(batches)
+            try:
+                batch = next(batches)
+            except BadImageError as e:  # nothing of this step ran: the state is consistent
+                self.save_checkpoint()
+                raise BadImageError(f"{e} (checkpoint saved at step {self.step}: fix or "
+                                    "remove the file, or set data.on_bad_file=skip, then "
+                                    "resume with train.resume=auto)") from None
             data_wait += time.monotonic() - t0
             losses = self.train_step(batch)
             for k, v in losses.items():
