@@ -39,6 +39,12 @@ def permutations(n: int = N_PERMUTATIONS, tiles: int = GRID * GRID) -> np.ndarra
     return every[chosen].astype(np.int64)
 
 
+@functools.cache
+def _table_on(device: torch.device) -> torch.Tensor:
+    """The table, copied to `device` once (no host-to-device copy in the step)."""
+    return torch.as_tensor(permutations(), device=device)
+
+
 def tile_size(crop_size: int) -> int:
     return max(1, int(crop_size * CROP_RATIO) // GRID)
 
@@ -56,7 +62,7 @@ def jigsaw(images: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
     t = tile_size(min(h, w))
     j = GRID * t
     dev = images.device
-    table = torch.as_tensor(permutations(), device=dev)
+    table = _table_on(dev)
     perm_idx = rng.randint(keys, STREAM_PERM, N_PERMUTATIONS)
     oy = rng.randint(keys, STREAM_Y, h - j + 1)
     ox = rng.randint(keys, STREAM_X, w - j + 1)
