@@ -56,7 +56,7 @@ def check_uri(cfg: Config) -> None:
         return
     if not uri.startswith("sqlite:///"):
         raise ConfigError("tracking.uri", uri, "SQLite URIs are written sqlite:///path/to.db")
-    folder = Path("/" + uri.removeprefix("sqlite:///").lstrip("/")).parent
+    folder = Path(uri.removeprefix("sqlite:///")).parent  # sqlite:////abs, sqlite:///rel
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):

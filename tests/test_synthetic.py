@@ -276,3 +276,7 @@ def test_cli_synth_and_if_missing(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     assert "already" in second.stdout
     assert (out / synthetic.MARKER).stat().st_mtime_ns == stamp
+
+
+def test_dataset_folder_is_readable_by_others(dataset: Path) -> None:
+    assert dataset.stat().st_mode & 0o755 == 0o755

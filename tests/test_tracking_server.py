@@ -195,7 +195,7 @@ def test_child_run_is_nested_under_its_parent(server: MlflowServer, tiny_overrid
 
 @pytest.mark.parametrize(("uri", "words"), [
     ("ftp://host/x", "unknown scheme 'ftp'"),
-    ("sqlite:///proc/liss-test/mlflow.db", "is not writable"),
+    ("sqlite:////proc/liss-test/mlflow.db", "is not writable"),
     ("sqlite:///{tmp}/a-file/mlflow.db", "is not writable"),
     ("sqlite:relative.db", "sqlite:///path"),
 ])

@@ -447,6 +447,7 @@ def _check_target(out: Path) -> None:
 
 def _move_into_place(tmp: Path, out: Path) -> None:
     """Rename `tmp` to `out`; an old complete dataset there is swapped out, then deleted."""
+    tmp.chmod(0o755)  # mkdtemp makes it 0700: unreadable by other users, containers, volumes
     if not out.exists():
         tmp.rename(out)
         return
