@@ -231,7 +231,12 @@ class Trainer:
                                   "or choose another run.name")
             return None
         if mode == "auto":
-            return checkpoint.newest_valid(self.run_dir, self.env.device)
+            # rank 0 chooses, so every rank resumes from the same file even if one sees a
+            # different set of files (a write in flight, a lagging network filesystem)
+            found = checkpoint.newest_valid(self.run_dir) if self.env.is_main else None
+            chosen = self.env.broadcast_object(str(found[0]) if found else "")
+            return (Path(chosen), checkpoint.load(Path(chosen), self.env.device)) if chosen \
+                else None
         path = Path(mode)
         try:
             return path, checkpoint.load(path, self.env.device)
