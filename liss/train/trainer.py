@@ -39,7 +39,6 @@ from liss.train.summary import format_summary
 from liss.train.system import system_metrics
 from liss.train.validate import run_validation
 
-log = logging.getLogger(__name__)
 GRID_SAMPLES = 4
 # Keys that may change when a run is resumed (paths, logging, performance knobs); any
 # other difference between the checkpoint's config and the current one is refused.
