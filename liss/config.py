@@ -65,8 +65,8 @@ class RunConfig:
 @dataclass
 class DataConfig:
     root: str = opt("data/synth", "dataset root in CycleGAN layout (trainA, trainB, testA, testB)")
-    backend: str = opt("auto", "input pipeline: dali if importable, else torch",
-                       choices=("auto", "torch", "dali"))
+    backend: str = opt("auto", "input pipeline: auto = dali when training on CUDA and DALI "
+                       "works there, else torch", choices=("auto", "torch", "dali"))
     load_size: int = opt(286, "images are resized to load_size x load_size", ge=8)
     crop_size: int = opt(256, "then randomly cropped to crop_size (centre crop for validation)",
                          ge=8)

@@ -1,15 +1,20 @@
-"""The torch backend delivers the Batch contract, with depth aligned to its image."""
+"""The torch backend delivers the Batch contract, with depth aligned to its image, and
+substitutes files that fail in its worker processes."""
 
 from __future__ import annotations
 
 import itertools
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from liss import config
+from liss.data.images import BadImageError, load_or_substitute
 from liss.data.pipeline import build_pipeline
 from liss.data.torch_backend import TrainDataset
 
@@ -56,3 +61,48 @@ def _load(ds: TrainDataset, key: int):
     sample = ds[SampleRef(0, 0, 0, key, key)]
     image, depth, _, _ = sample["A"]
     return image, depth
+
+
+def test_substitution_is_the_next_loadable_file(tmp_path: Path) -> None:
+    files = [tmp_path / f"{i}.png" for i in range(5)]
+    broken = {1, 2, 4}
+
+    def load(path: Path) -> str:
+        if int(path.stem) in broken:
+            raise BadImageError(path, "broken")
+        return path.stem
+
+    known: set[int] = set()
+    assert load_or_substitute(files, 1, load, skip=True, known_bad=known) == (
+        3, "3", [(files[1], "broken"), (files[2], "broken")])
+    assert known == {1, 2}
+    assert load_or_substitute(files, 4, load, skip=True, known_bad=known) == (
+        0, "0", [(files[4], "broken")])  # wraps round; known failures are not retried
+    assert load_or_substitute(files, 2, load, skip=True, known_bad=known)[:2] == (3, "3")
+    with pytest.raises(BadImageError, match=r"1\.png: broken"):
+        load_or_substitute(files, 1, load, skip=False, known_bad=set())
+    broken.update({0, 3})
+    with pytest.raises(BadImageError, match="no readable image left"):
+        load_or_substitute(files, 0, load, skip=True, known_bad=set())
+
+
+@pytest.mark.parametrize("policy", ["skip", "error"])
+def test_failures_in_worker_processes_reach_the_pipeline(synth_root: Path, tmp_path: Path,
+                                                         policy: str) -> None:
+    """A DataLoader worker cannot report a substitution itself: it travels with the batch."""
+    root = shutil.copytree(synth_root, tmp_path / "ds")
+    cfg = config.load(None, [f"data.root={root}", "data.load_size=40", "data.crop_size=32",
+                             "data.batch_size=2", "data.num_workers=1", "data.backend=torch",
+                             f"data.on_bad_file={policy}"])
+    data = build_pipeline(cfg)
+    gone = data.splits["train"].A[0]
+    gone.unlink()
+    batches = data.train_batches()
+    if policy == "error":
+        with pytest.raises(BadImageError, match=re.escape(f"{gone}: cannot read")):
+            for _ in range(data.epoch_length):
+                next(batches)
+        return
+    for _ in range(data.epoch_length):  # a whole epoch of A: every file is asked for
+        assert 0 not in next(batches).A.index.tolist()
+    assert data.skipped_files["train"] == [(gone, "cannot read: No such file or directory")]

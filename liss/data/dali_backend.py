@@ -41,6 +41,7 @@ from liss.data.augment import CropFlip, train_params
 from liss.data.batch import Batch, DomainBatch
 from liss.data.images import (
     BadImageError,
+    Failures,
     depth_file,
     failure_reason,
     file_bytes,
@@ -50,7 +51,6 @@ from liss.data.sampler import StreamSampler
 
 INSTALL_HINT = "pip install liss[dali] (NVIDIA DALI), or use data.backend=torch"
 PREFETCH = 2  # iterations DALI prepares ahead of the one being consumed
-Failures = list[tuple[Path, str]]
 
 
 class DaliUnavailableError(ImportError):
@@ -66,8 +66,8 @@ def _dali() -> SimpleNamespace:
         import nvidia.dali.types as types
         from nvidia.dali.plugin.pytorch import feed_ndarray
     except ImportError as e:
-        raise DaliUnavailableError(f"the dali backend needs NVIDIA DALI ({e}): {INSTALL_HINT}"
-                              ) from None
+        raise DaliUnavailableError(
+            f"the dali backend needs NVIDIA DALI ({e}): {INSTALL_HINT}") from None
     return SimpleNamespace(Pipeline=dali.Pipeline, fn=fn, math=dmath, types=types,
                            feed_ndarray=feed_ndarray)
 
@@ -81,23 +81,16 @@ def device_id(train_device: str) -> int | None:
 @functools.cache
 def unavailable_reason(device: int | None) -> str | None:
     """Why the dali backend cannot run here (not installed, or a smoke decode fails)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 3), (10, 20, 30)).save(buf, format="PNG")
     try:
-        d = _dali()
-        buf = io.BytesIO()
-        Image.new("RGB", (4, 3), (10, 20, 30)).save(buf, format="PNG")
-        data = np.frombuffer(buf.getvalue(), dtype=np.uint8)
-        pipe = d.Pipeline(batch_size=1, num_threads=1, device_id=device, prefetch_queue_depth=1)
-        with pipe:
-            enc = d.fn.external_source(source=lambda: [data], batch=True,
-                                       dtype=d.types.UINT8, ndim=1)
-            pipe.set_outputs(_decode(d, enc, gray=False, device=device))
-        pipe.build()
-        pipe.run()
+        reason = _decode_alone(_dali(), np.frombuffer(buf.getvalue(), dtype=np.uint8),
+                               gray=False, device=device)
     except DaliUnavailableError as e:
         return str(e)
-    except Exception as e:  # any failure to run at all means: not usable here
-        return f"NVIDIA DALI does not work here ({type(e).__name__}: {_summary(e)})"
-    return None
+    except Exception as e:  # failing to build a pipeline at all means: not usable here
+        reason = f"{type(e).__name__}: {_summary(e)}"
+    return None if reason is None else f"NVIDIA DALI does not work here ({reason})"
 
 
 def _decode(d: SimpleNamespace, encoded: Any, *, gray: bool, device: int | None) -> Any:
@@ -139,7 +132,8 @@ def _summary(error: Exception) -> str:
 
 @dataclass(frozen=True)
 class _Fed:
-    """One iteration handed to DALI: what to label its output with, and what it read."""
+    """One iteration handed to DALI: its step, and the keys and file indices (after any
+    substitution) that label its output."""
 
     step: int
     keys: dict[str, list[int]]
@@ -210,7 +204,8 @@ class TrainStream(Iterator[Batch]):
                 used, (image, depth), failures = load_or_substitute(
                     self.files[d], index, self._read, skip=self.skip_bad,
                     known_bad=self.known_bad[d])
-                self.record(failures)
+                if failures:
+                    self.record(failures)
                 start, end = roi(train_params(key, self.load_size, self.crop_size, self.flip),
                                  self.load_size, self.crop_size)
                 images.append(image)
@@ -293,22 +288,23 @@ class TrainStream(Iterator[Batch]):
         except BadImageError as e:
             return failure_reason(image, e)
         reason = _decode_alone(self._d, data, gray=False)
-        if reason is None and depth is not None:
-            reason = _decode_alone(self._d, depth, gray=True)
-            return None if reason is None else f"{depth_file(image)}: {reason}"
-        return reason
+        if reason is not None:
+            return f"DALI cannot decode it ({reason})"
+        reason = None if depth is None else _decode_alone(self._d, depth, gray=True)
+        return None if reason is None else f"{depth_file(image)}: DALI cannot decode it ({reason})"
 
 
-def _decode_alone(d: SimpleNamespace, encoded: np.ndarray, *, gray: bool) -> str | None:
-    """Decode one file in a throw-away CPU pipeline: None, or why DALI cannot."""
-    pipe = d.Pipeline(batch_size=1, num_threads=1, device_id=None, prefetch_queue_depth=1)
+def _decode_alone(d: SimpleNamespace, encoded: np.ndarray, *, gray: bool,
+                  device: int | None = None) -> str | None:
+    """Decode one file in a throw-away pipeline: None, or why DALI cannot."""
+    pipe = d.Pipeline(batch_size=1, num_threads=1, device_id=device, prefetch_queue_depth=1)
     with pipe:
         enc = d.fn.external_source(source=lambda: [encoded], batch=True, dtype=d.types.UINT8,
                                    ndim=1)
-        pipe.set_outputs(_decode(d, enc, gray=gray, device=None))
+        pipe.set_outputs(_decode(d, enc, gray=gray, device=device))
     pipe.build()
     try:
         pipe.run()
     except RuntimeError as e:
-        return f"DALI cannot decode it ({_summary(e)})"
+        return _summary(e)
     return None

@@ -21,6 +21,7 @@ from liss.data.layout import depth_path
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 T = TypeVar("T")
+Failures = list[tuple[Path, str]]  # (image that could not be used, why)
 
 
 class BadImageError(OSError):
@@ -88,8 +89,7 @@ def failure_reason(image: Path, error: BadImageError) -> str:
 
 
 def load_or_substitute(files: list[Path], index: int, load: Callable[[Path], T], *,
-                       skip: bool, known_bad: set[int]
-                       ) -> tuple[int, T, list[tuple[Path, str]]]:
+                       skip: bool, known_bad: set[int]) -> tuple[int, T, Failures]:
     """Load files[index]; when it fails and `skip`, the next loadable file (wrapping round).
 
     Returns (index actually loaded, its data, [(file, reason)] for each new failure). Files in
@@ -97,7 +97,7 @@ def load_or_substitute(files: list[Path], index: int, load: Callable[[Path], T],
     depends only on which files are bad, so every backend, worker and rank picks the same one.
     Without `skip` the first failure is raised.
     """
-    failures: list[tuple[Path, str]] = []
+    failures: Failures = []
     for offset in range(len(files)):
         j = (index + offset) % len(files)
         if j in known_bad:

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from liss.config import Config, ConfigError
 from liss.data.batch import Batch, DomainBatch
 from liss.data.check import unusable_images
+from liss.data.images import Failures
 from liss.data.layout import DOMAINS, Split, load_splits
 from liss.data.sampler import StreamSampler
 
@@ -66,7 +67,7 @@ class InputPipeline:
     pin_memory: bool
     skip_bad: bool = False
     # split -> [(image, reason)]: dropped by the start-up scan, then substituted mid-run
-    skipped_files: dict[str, list[tuple[Path, str]]] = field(
+    skipped_files: dict[str, Failures] = field(
         default_factory=lambda: {s: [] for s in SPLITS})
 
     @property
@@ -88,7 +89,7 @@ class InputPipeline:
                              local_batch=self.local_batch, rank=self.rank,
                              world_size=self.world_size, start_step=start_step)
 
-    def record(self, split: str, failures: Iterable[tuple[Path, str]]) -> None:
+    def record(self, split: str, failures: Failures) -> None:
         """Note files that failed mid-run (once each), with a warning."""
         seen = {path for path, _ in self.skipped_files[split]}
         for path, reason in failures:
@@ -98,7 +99,7 @@ class InputPipeline:
                 log.warning("%s: %s; substituted by the next readable %s image", path, reason,
                             split)
 
-    def _recorded(self, split: str, loader: Iterable[tuple[T, list]]) -> Iterator[T]:
+    def _recorded(self, split: str, loader: Iterable[tuple[T, Failures]]) -> Iterator[T]:
         for item, failures in loader:
             if failures:
                 self.record(split, failures)
@@ -159,7 +160,7 @@ def _scan(splits: dict[str, Split], with_depth: bool, rank: int, world_size: int
 
 
 def _without(splits: dict[str, Split], bad: dict[Path, str]
-             ) -> tuple[dict[str, Split], dict[str, list[tuple[Path, str]]]]:
+             ) -> tuple[dict[str, Split], dict[str, Failures]]:
     kept = {name: Split(A=[f for f in s.A if f not in bad], B=[f for f in s.B if f not in bad])
             for name, s in splits.items()}
     skipped = {name: [(f, bad[f]) for f in [*s.A, *s.B] if f in bad]

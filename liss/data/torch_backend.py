@@ -19,10 +19,8 @@ from torch.utils.data import DataLoader, Dataset
 from liss import rng
 from liss.data.augment import CropFlip, center_params, train_params
 from liss.data.batch import Batch, DomainBatch
-from liss.data.images import depth_file, load_or_substitute, read_image
+from liss.data.images import Failures, depth_file, load_or_substitute, read_image
 from liss.data.sampler import SampleRef, StreamSampler
-
-Failures = list[tuple[Path, str]]
 
 
 def load_sample(image_path: Path, with_depth: bool, load_size: int, crop_size: int,

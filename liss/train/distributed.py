@@ -83,14 +83,14 @@ class DistEnv:
         values = packed.cpu().tolist()
         return {k: s / c if c else float("nan") for k, (s, c) in zip(names, values, strict=True)}
 
-    def any_rank(self, flag: bool) -> bool:
-        """True when `flag` is set on any rank. Runs on a gloo group over host memory, so it
-        never waits for the accelerator (no host sync in the step)."""
+    def any_rank(self, *flags: bool) -> list[bool]:
+        """For each flag, whether it is set on any rank. One all-reduce on a gloo group over
+        host memory, so it never waits for the accelerator (no host sync in the step)."""
         if not self.distributed:
-            return flag
-        t = torch.tensor([int(flag)], dtype=torch.int32)
+            return list(flags)
+        t = torch.tensor([int(f) for f in flags], dtype=torch.int32)
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control_group)
-        return bool(t.item())
+        return [bool(v) for v in t.tolist()]
 
     def all_equal(self, value: int) -> bool:
         """True when every rank holds the same integer (a cheap desync guard)."""

@@ -301,6 +301,7 @@ class Trainer:
         run_id = (resumed[1]["tracking"]["run_id"] or None) if resumed else None
         check_uri(cfg)
         self.tracker = start_tracking(cfg, env.is_main, run_id=run_id)
+        self._report_skipped_files()
         if resumed is None:
             self.tracker.log_params(config_lib.flatten(cfg))
             self.tracker.set_tags(self._tags())
@@ -344,14 +345,20 @@ class Trainer:
         last_saved = -1
         while not self._finished():
             t0 = time.monotonic()
-            try:
-                batch = next(batches)
-            except BadImageError as e:  # nothing of this step ran: the state is consistent
-                self.save_checkpoint()
-                raise BadImageError(f"{e} (checkpoint saved at step {self.step}: fix or "
-                                    "remove the file, or set data.on_bad_file=skip, then "
-                                    "resume with train.resume=auto)") from None
+            batch, failure = self._next_batch(batches)
             data_wait += time.monotonic() - t0
+            # one host-side agreement per step: a signal or an unreadable file on any rank
+            # stops every rank here, between steps, where the state is consistent
+            preempted, data_failed = env.any_rank(preemption.requested, failure is not None)
+            if preempted or data_failed:
+                if last_saved != self.step:
+                    self.save_checkpoint()
+                if data_failed:
+                    raise BadImageError(f"{failure or 'another rank could not read a file'} "
+                                        f"(checkpoint saved at step {self.step}: fix or remove "
+                                        "the file, or set data.on_bad_file=skip, then resume "
+                                        "with train.resume=auto)")
+                return False
             losses = self.train_step(batch)
             for k, v in losses.items():
                 running[k] = running.get(k, 0.0) + v
@@ -379,11 +386,27 @@ class Trainer:
             if self.step % t.ckpt_every == 0 or self._finished():
                 self.save_checkpoint()
                 last_saved = self.step
-            if env.any_rank(preemption.requested):
-                if last_saved != self.step:
-                    self.save_checkpoint()
-                return False
         return True
+
+    @staticmethod
+    def _next_batch(batches: Iterator[Batch]) -> tuple[Batch | None, BadImageError | None]:
+        try:
+            return next(batches), None
+        except BadImageError as e:
+            return None, e
+
+    def _report_skipped_files(self) -> None:
+        """With data.on_bad_file=skip: say how many files were left out, list them in the
+        run folder (`skipped_files.tsv`) and track that list."""
+        if not (self.env.is_main and self.data.skipped_count):
+            return
+        path = self.run_dir / "skipped_files.tsv"
+        lines = [f"{split}\t{p}\t{reason}" for split, items in self.data.skipped_files.items()
+                 for p, reason in items]
+        path.write_text("split\tpath\treason\n" + "\n".join(lines) + "\n")
+        self.progress.message(f"data.on_bad_file=skip: {self.data.skipped_count} unusable "
+                              f"files left out, listed in {path}")
+        self.tracker.log_artifact(path)
 
     def _log_final_artifacts(self) -> None:
         """The trained generators (what `liss translate` needs), and optionally the checkpoint."""
@@ -410,6 +433,7 @@ class Trainer:
             out.update({f"train/skipped_steps_{k}": float(v) for k, v in self.skipped.items()})
         if self.cfg.tracking.log_system_metrics:
             out.update(system_metrics(self.env.device))
+        out["data/skipped_files"] = float(self.data.skipped_count)  # this rank's
         return out
 
     def _tags(self) -> dict[str, str]:
