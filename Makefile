@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dali,dev]'
+	$(PY) -m pip install --quiet -e '.[dali,dev,export]'
 	touch $(STAMP)
 
 ## The main job: synthetic data (once), then the quickstart LiSS training, tracked in MLflow.

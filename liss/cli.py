@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--sweep", help="every run tagged with this sweep_id (with --uri)")
     rc.add_argument("--uri", help="tracking store of run ids / the sweep")
     rc.set_defaults(func=_compare)
+    from liss.eval.cli import add_forgetting_arguments
+    from liss.eval.cli import register as register_eval
+
+    add_forgetting_arguments(runs.add_parser(
+        "forgetting", help="each task's metric when it was switched off vs at the end"))
     rs = runs.add_parser("sync", help="send records kept locally during a server outage")
     rs.add_argument("run_dir")
     rs.add_argument("--to", help="tracking URI (default: the server the run was logging to)")
@@ -120,8 +125,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("sweep", add_help=False, help="fan a sweep spec out to local torchrun, "
                    "SLURM or Kubernetes (`liss sweep --help`)")
-
-    from liss.eval.cli import register as register_eval
 
     register_eval(sub)
 

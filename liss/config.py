@@ -43,6 +43,7 @@ def opt(
 
 
 TASK_NAMES = ("rotation", "jigsaw", "depth", "gray")  # fixed priority order (spec §3)
+ACCURACY_TASKS = ("rotation", "jigsaw")  # the others are scored by their loss only
 # what a task's threshold reads: accuracy (pass when above) or loss (pass when below)
 TASK_METRICS = {"rotation": "acc", "jigsaw": "acc", "depth": "loss", "gray": "loss"}
 SCHEDULES = (
@@ -172,6 +173,15 @@ class TrainConfig:
     keep_checkpoints: int = opt(3, "keep the newest N step checkpoints", ge=1)
     resume: str = opt("auto", "auto: continue from the newest valid checkpoint of the run "
                       "folder; never: refuse a folder that has one; or a checkpoint path")
+    eval_every: int = opt(0, "translation vs paired truth (and FID/KID with train.eval_fid) on "
+                          "the validation split every N steps and at the end (0 = off)", ge=0)
+    eval_fid: bool = opt(False, "also FID/KID at train.eval_every (needs the Inception weights)")
+    inception_weights: str = opt("", "pt_inception-2015-12-05-6726825d.pth (empty: "
+                                 "$LISS_INCEPTION_WEIGHTS, then ~/.cache/liss/)")
+    best_metric: str = opt("", "keep checkpoints/best.pt for the best value of this metric, "
+                           "e.g. val/A2B_changed_l1 (empty = off)")
+    best_mode: str = opt("auto", "auto: acc/psnr/ssim up, everything else down",
+                         choices=("auto", "min", "max"))
     progress: bool = opt(True, "redraw a progress line on a terminal (else: a log line per "
                          "train.log_every steps)")
 
@@ -411,6 +421,25 @@ def _suggest(value: object, choices: Sequence[Any]) -> str:
     return f"; did you mean {close[0]}?" if close else ""
 
 
+def selectable_metrics(cfg: Config) -> list[str]:
+    """Every metric name a run with `cfg` computes at validation, for `train.best_metric`."""
+    s, t = cfg.schedule, cfg.train
+    names = []
+    for d in "AB":
+        for task in cfg.tasks.auxiliary_tasks:
+            names += [f"val/{d}/{task}_acc"] if task in ACCURACY_TASKS else []
+            names.append(f"val/{d}/{task}_loss")
+        names += [f"val/{d}/cycle_l1", f"val/{d}/idt_l1"]
+        if s.task_schedule == "liss" or s.repr_mode == "distillation":
+            names.append(f"val/{d}/distill_l1")
+    paired = ("l1", "psnr", "ssim", "changed_l1") if t.eval_every else ()
+    fid = ("fid", "kid", "kid_std") if t.eval_fid else ()
+    for n in ("A2B", "B2A"):
+        names += [f"val/{n}_{p}{k}" for p in ("", "identity_") for k in paired]
+        names += [f"val/{n}_{k}" for k in fid]
+    return names
+
+
 def validate(cfg: Config) -> None:
     """Raise ConfigError for any out-of-range value or inconsistent combination."""
     _check_ranges(cfg)
@@ -437,6 +466,14 @@ def validate(cfg: Config) -> None:
         raise ConfigError("schedule.repr_mode", s.repr_mode,
                           f"distillation is not meaningful with task_schedule="
                           f"{s.task_schedule} ({why})")
+    t = cfg.train
+    if t.eval_fid and not t.eval_every:
+        raise ConfigError("train.eval_fid", True, "needs train.eval_every > 0 (when to compute)")
+    if t.best_metric and t.best_metric not in (names := selectable_metrics(cfg)):
+        hint = (" (translation metrics need train.eval_every > 0, FID/KID train.eval_fid)"
+                if t.best_metric.startswith(("val/A2B_", "val/B2A_")) else "")
+        raise ConfigError("train.best_metric", t.best_metric,
+                          f"is not computed by this config{hint}; one of: {', '.join(names)}")
     if cfg.optim.name in ("", None):
         raise ConfigError("optim.name", cfg.optim.name, "must name an optimizer, e.g. radam")
     if cfg.model.norm == "batch" and cfg.data.batch_size == 1:

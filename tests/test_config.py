@@ -39,6 +39,12 @@ BAD = [  # (overrides, words the one-line error must contain)
     (["tracking.uri=mlflow.example"], ["tracking.uri", "http(s)://"]),
     (["run.name=a/b"], ["run.name", "folder name"]),
     (["data.val_fraction=0.9"], ["data.val_fraction", "<= 0.5"]),
+    (["train.eval_fid=true"], ["train.eval_fid", "train.eval_every > 0"]),
+    (["train.best_metric=val/A2B_l1"], ["best_metric", "not computed", "train.eval_every > 0"]),
+    (["train.best_metric=val/A/rotaton_acc"], ["best_metric", "val/A/rotation_acc"]),
+    (["tasks.auxiliary_tasks=[depth]", "train.best_metric=val/A/jigsaw_acc"],
+     ["best_metric", "val/A/depth_loss"]),
+    (["train.eval_every=5", "train.best_metric=val/A2B_fid"], ["best_metric", "eval_fid"]),
     (["train"], ["key=value"]),
     (["train=5"], ["is a section"]),
 ]

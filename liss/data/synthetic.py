@@ -11,7 +11,8 @@ domains: translation is a pure texture change.
 
 Layout (CycleGAN): `{trainA,trainB,testA,testB}/<stem>.jpg` (RGB JPEG, quality 95) with
 `depths/<stem>.png`, stems `00000`, `00001`, ...; `gt/testA2B/<stem>.png` is the testA scene
-rendered with the B coat and `gt/testB2A/<stem>.png` the testB scene with the A coat (RGB PNG,
+rendered with the B coat and `gt/testB2A/<stem>.png` the testB scene with the A coat, and
+`gt/trainA2B`, `gt/trainB2A` the same for train scenes (RGB PNG,
 identical geometry, light and colours). `.liss-synth.json`, written last, marks a finished set.
 
 Depth encoding (8-bit grayscale PNG): z is the distance of the first hit along the camera's
@@ -477,7 +478,8 @@ def _folder_counts(n_train: int, n_test: int) -> dict[str, int]:
     """Files per folder: the four splits, then the two ground-truth folders."""
     counts = {f"{split}{d}": n for split, n in (("train", n_train), ("test", n_test))
               for d in DOMAIN_IDS}
-    return counts | {f"gt/test{d}2{_other(d)}": n_test for d in DOMAIN_IDS}
+    return counts | {f"gt/{split}{d}2{_other(d)}": n
+                     for split, n in (("train", n_train), ("test", n_test)) for d in DOMAIN_IDS}
 
 
 def _other(domain: str) -> str:
@@ -486,16 +488,16 @@ def _other(domain: str) -> str:
 
 def _write_image(root: Path, split: str, domain: str, index: int, *, size: int,
                  seed: int) -> None:
-    """The image, its depth map and, for test scenes, the other-coat ground truth."""
+    """The image, its depth map and the other-coat ground truth (train scenes too, so a
+    validation split carved from train can be scored against truth during training)."""
     scene = scene_for(seed, split, domain, index)
     folder, stem = root / f"{split}{domain}", f"{index:05d}"
     rgb, depth, _ = render_scene(scene, domain, size)
     Image.fromarray(rgb).save(folder / f"{stem}.jpg", quality=JPEG_QUALITY)
     Image.fromarray(depth).save(folder / "depths" / f"{stem}.png")
-    if split == "test":
-        other = _other(domain)
-        gt = render_scene(scene, other, size)[0]
-        Image.fromarray(gt).save(root / "gt" / f"test{domain}2{other}" / f"{stem}.png")
+    other = _other(domain)
+    gt = render_scene(scene, other, size)[0]
+    Image.fromarray(gt).save(root / "gt" / f"{split}{domain}2{other}" / f"{stem}.png")
 
 
 def is_complete(out: Path) -> bool:

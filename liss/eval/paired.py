@@ -65,15 +65,20 @@ def _pairs(images: list[Path], truth: Path) -> list[tuple[Path, Path]]:
 @torch.no_grad()
 def paired_metrics(model: LissModel, root: Path, images: dict[str, list[Path]], *,
                    load_size: int, crop_size: int, split: str = "test", direction: str = "AtoB",
-                   batch_size: int = 8, device: torch.device | None = None) -> dict[str, float]:
-    """`{split}/{A2B,B2A}_{l1,psnr,ssim}` and `..._identity_*` where truth exists."""
+                   batch_size: int = 8, device: torch.device | None = None,
+                   truth_split: str | None = None) -> dict[str, float]:
+    """`{split}/{A2B,B2A}_{l1,psnr,ssim}` and `..._identity_*` where truth exists.
+
+    `truth_split` names the truth folder when it is not `split`'s own: validation images
+    carved from train have their truth in `gt/train{A2B,B2A}`.
+    """
     device = device or torch.device("cpu")
     params = center_params(load_size, crop_size)
     out: dict[str, float] = {}
     was_training = model.training
     model.eval()
     for d, files in images.items():
-        pairs = _pairs(files, gt_folder(root, split, d, direction))
+        pairs = _pairs(files, gt_folder(root, truth_split or split, d, direction))
         if not pairs:
             continue
         sums = {p + k: 0.0 for p in ("", "identity_") for k in METRICS}

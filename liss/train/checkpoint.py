@@ -39,18 +39,24 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save(state: dict[str, Any], run_dir: Path, keep: int) -> Path:
-    """Write `step_<step>.pt` atomically (temp file, fsync, rename), point `latest.pt` at it
-    and delete all but the newest `keep` step checkpoints."""
-    folder = checkpoint_dir(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"step_{state['step']}.pt"
-    tmp = folder / f".{path.name}.tmp"
+def write_atomic(state: dict[str, Any], path: Path) -> Path:
+    """torch.save to a hidden temp file, fsync, rename: a reader sees the old file or the
+    new one, never half of one, whatever kills the writer."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp"
     with open(tmp, "wb") as f:
         torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    return path
+
+
+def save(state: dict[str, Any], run_dir: Path, keep: int) -> Path:
+    """Write `step_<step>.pt` atomically, point `latest.pt` at it and delete all but the
+    newest `keep` step checkpoints."""
+    folder = checkpoint_dir(run_dir)
+    path = write_atomic(state, folder / f"step_{state['step']}.pt")
     latest_tmp = folder / ".latest.pt.tmp"
     latest_tmp.unlink(missing_ok=True)
     os.link(path, latest_tmp)
@@ -97,11 +103,9 @@ def newest_valid(run_dir: Path, map_location: str | torch.device = "cpu"
 
 def save_generators(model, cfg, step: int, path: Path) -> None:
     """Generator-only weights with their config: what translation needs, nothing else."""
-    state = {"format": FORMAT, "kind": "generators", "step": step, "config": cfg.to_dict(),
-             "models": {f"G_{d}": model.G[d].state_dict() for d in ("A", "B")}}
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_atomic({"format": FORMAT, "kind": "generators", "step": step,
+                  "config": cfg.to_dict(),
+                  "models": {f"G_{d}": model.G[d].state_dict() for d in ("A", "B")}}, path)
 
 
 # ---------------------------------------------------------------------- RNG state

@@ -23,6 +23,7 @@ from liss.data.batch import Batch
 from liss.data.images import BadImageError
 from liss.data.layout import DOMAINS
 from liss.data.pipeline import InputPipeline, build_pipeline
+from liss.eval.intraining import BestCheckpoint, InTrainingEval
 from liss.eval.paired import paired_metrics
 from liss.model import LissModel
 from liss.pool import ImagePool
@@ -84,6 +85,13 @@ class Trainer:
         self.skipped = {"G": torch.zeros((), device=env.device),
                         "D": torch.zeros((), device=env.device)}
         self.tracker: Tracker = Tracker()
+        t = cfg.train
+        # rank 0 only: the others wait at their next collective while it evaluates
+        self.evaluator = InTrainingEval(cfg, self.data, env.device, fid=t.eval_fid,
+                                        inception_weights=t.inception_weights) \
+            if t.eval_every and env.is_main else None
+        self.best = BestCheckpoint.for_run(self.run_dir, t.best_metric, t.best_mode) \
+            if t.best_metric and env.is_main else None
         self.progress = Progress(cfg.train.max_steps, enabled=cfg.train.progress,
                                  is_main=env.is_main)
         self.first_metrics: dict[str, float] = {}
@@ -377,10 +385,18 @@ class Trainer:
                 self.progress.set_losses(metrics, self.step)
                 running, n_running, data_wait = {}, 0, 0.0
                 interval_start = time.monotonic()
+            metrics: dict[str, float] = {}
             if self.step % t.val_every == 0 or self._finished():
-                self.validate()
+                metrics = self.validate()
                 if env.is_main and (t.grid_every == 0):
                     self._log_grid(grid_samples)
+            if self.evaluator and (self.step % t.eval_every == 0 or self._finished()):
+                evaluated = self.evaluator(self.model)
+                self.tracker.log_metrics(evaluated, self.step)
+                metrics |= evaluated
+            if self.best and self.best.update(metrics, self.step):
+                self.best.save(self.state_dict(), self.run_dir)
+                self.tracker.log_metrics(self.best.metrics(), self.step)
             if env.is_main and t.grid_every and self.step % t.grid_every == 0:
                 self._log_grid(grid_samples)
             if self.step % t.ckpt_every == 0 or self._finished():

@@ -1,0 +1,223 @@
+"""`liss eval`: a checkpoint's translation quality and task metrics on a dataset split.
+
+* paired truth (`paired.py`): L1, PSNR, SSIM and L1 on changed pixels per direction, with the
+  identity baseline (the untranslated input against the truth);
+* with `--fid`: FID and KID per direction, translations of every split image of one domain
+  against the real split images of the other (Inception weights supplied by the user);
+* the auxiliary tasks (rotation and jigsaw accuracy, depth L1, gray loss, plus cycle and
+  identity L1) on the split for both domains, computed exactly as validation computes them.
+
+Directions are named by config domain like the trainer's `test/A2B_*`: A2B is G_A, which
+translates the dataset's A folders unless the model was trained with `data.direction=BtoA`.
+Everything is deterministic: centre crops at the trained size, fixed jigsaw puzzles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from liss.config import Config
+from liss.data.augment import center_params
+from liss.data.images import BadImageError
+from liss.data.layout import DOMAINS, Split, depth_path, load_splits
+from liss.data.torch_backend import load_sample
+from liss.eval import fid as fid_lib
+from liss.eval.generators import LoadError, config_of, read_state
+from liss.eval.paired import METRICS, paired_metrics
+from liss.model import LissModel, other
+
+AUX_ROWS = (("rotation_acc", "rotation accuracy"), ("jigsaw_acc", "jigsaw accuracy"),
+            ("depth_loss", "depth L1"), ("gray_loss", "gray loss"), ("cycle_l1", "cycle L1"),
+            ("idt_l1", "identity L1"), ("distill_l1", "distillation L1"))
+
+
+# ---------------------------------------------------------------------- the model
+
+
+def build_model(state: dict[str, Any], cfg: Config, device: torch.device) -> LissModel:
+    """A LissModel holding every network of `state` (generators may lack task heads)."""
+    model = LissModel(cfg)
+    models = state["models"]
+    if "E_A_ref" in models:
+        model.build_reference_slots()
+    for name, net in model.networks().items():
+        if name in models:
+            missing, unexpected = net.load_state_dict(models[name], strict=False)
+            if unexpected or any(not k.startswith("heads.") for k in missing):
+                raise LoadError(f"{name} does not fit its config (missing {missing[:3]}, "
+                                f"unexpected {unexpected[:3]})")
+    return model.to(device).eval()
+
+
+def _aux_blockers(state: dict[str, Any], cfg: Config, split: Split) -> list[str]:
+    """Why the task metrics cannot be computed (empty when they can)."""
+    tasks = cfg.tasks.auxiliary_tasks
+    why = []
+    for name in ("G_A", "G_B"):
+        heads = {k.split(".")[1] for k in state["models"].get(name, {}) if k.startswith("heads.")}
+        if name not in state["models"]:
+            why.append(f"{name} is not in the file")
+        elif not set(tasks) <= heads:
+            why.append(f"{name} has no task heads (a translation-only export)")
+    if not all(split[d] for d in DOMAINS):
+        why.append("a domain has no images in this split")
+    if "depth" in tasks:
+        lacking = [f for d in DOMAINS for f in split[d] if not depth_path(f).is_file()]
+        if lacking:
+            why.append(f"depth maps are missing (e.g. {depth_path(lacking[0])})")
+    return why
+
+
+def task_metrics(model: LissModel, cfg: Config, splits: dict[str, Split], split: str,
+                 device: torch.device) -> dict[str, float]:
+    """`{split}/<A|B>/<task>_acc|loss`, cycle and identity L1: validation's own numbers."""
+    from liss.data.pipeline import InputPipeline
+    from liss.train.distributed import DistEnv
+    from liss.train.precision import Precision
+    from liss.train.validate import run_validation
+
+    data = InputPipeline(cfg, splits, "torch", rank=0, world_size=1,
+                         with_depth="depth" in cfg.tasks.auxiliary_tasks, pin_memory=False)
+    env = DistEnv(rank=0, world_size=1, local_rank=0, device=device)
+    metrics = run_validation(model, data, env, Precision("fp32", device), channels_last=False,
+                             split=split)
+    return {f"{split}/{k.removeprefix('val/')}": v for k, v in metrics.items()}
+
+
+# ---------------------------------------------------------------------- FID / KID
+
+
+def center_batches(files: list[Path], cfg: Config, batch_size: int) -> Iterator[Tensor]:
+    """Images as validation sees them (resized, centre-cropped), in [-1, 1]."""
+    d = cfg.data
+    params = center_params(d.load_size, d.crop_size)
+    for i in range(0, len(files), batch_size):
+        yield torch.stack([load_sample(f, False, d.load_size, d.crop_size, params)[0]
+                           for f in files[i:i + batch_size]])
+
+
+@torch.no_grad()
+def fid_metrics(model: LissModel, cfg: Config, files: dict[str, list[Path]],
+                extractor: fid_lib.Extractor, *, split: str, batch_size: int,
+                device: torch.device, reference: dict[str, Tensor] | None = None,
+                domains: Iterable[str] = DOMAINS) -> dict[str, float]:
+    """`{split}/{A2B,B2A}_{fid,kid,kid_std}`: G_d(every d image) against the real images of
+    the other domain, for d in `domains`. `reference` caches the real features per domain
+    across calls (they do not change during training)."""
+    reference = {} if reference is None else reference
+    was_training = model.training
+    model.eval()
+    out: dict[str, float] = {}
+    for d in domains:
+        o = other(d)
+        if len(files[d]) < 2 or len(files[o]) < 2:
+            continue
+        if o not in reference:
+            reference[o] = fid_lib.features(extractor, center_batches(files[o], cfg,
+                                                                      batch_size), device)
+        fakes = (model.translate(d, x.to(device)).float()
+                 for x in center_batches(files[d], cfg, batch_size))
+        scores = fid_lib.scores(fid_lib.features(extractor, fakes, device), reference[o])
+        out.update({f"{split}/{d}2{o}_{k}": v for k, v in scores.items()})
+    model.train(was_training)
+    return out
+
+
+# ---------------------------------------------------------------------- the report
+
+
+def evaluate(path: Path, root: Path, *, split: str = "test", fid: bool = False,
+             inception_weights: str | None = None, batch_size: int = 8,
+             device: torch.device | None = None,
+             extractor: fid_lib.Extractor | None = None) -> dict[str, Any]:
+    """Every number of `liss eval`, with the checkpoint and config they came from.
+
+    `extractor` replaces the Inception network (tests use small stand-ins).
+    """
+    device = device or torch.device("cpu")
+    if not root.is_dir():
+        raise LoadError(f"{root}: dataset folder not found")
+    if fid and extractor is None:  # before any slow work: a missing file fails at once
+        extractor = fid_lib.load_inception(fid_lib.resolve_weights(inception_weights), device)
+    state = read_state(path)
+    cfg = config_of(state, path)
+    cfg.data.root = str(root)
+    model = build_model(state, cfg, device)
+    splits = load_splits(root, direction=cfg.data.direction, val_fraction=cfg.data.val_fraction,
+                         max_dataset_size=cfg.data.max_dataset_size)
+    files = {d: splits[split][d] for d in DOMAINS}
+    if not any(files.values()):
+        raise LoadError(f"{root}: no {split} images (looked in {root / (split + 'A')} and "
+                        f"{root / (split + 'B')})")
+    translated = {d: files[d] for d in DOMAINS if f"G_{d}" in state["models"]}
+    carved = split == "val" and not (root / "valA").is_dir()
+    notes: list[str] = []
+    d = cfg.data
+    try:
+        metrics = paired_metrics(model, root, translated, load_size=d.load_size,
+                                 crop_size=d.crop_size, split=split, direction=d.direction,
+                                 batch_size=batch_size, device=device,
+                                 truth_split="train" if carved else None)
+        if not metrics:
+            notes.append(f"no paired truth under {root / 'gt'} for these images")
+        if fid:
+            scored = fid_metrics(model, cfg, files, extractor, split=split,
+                                 batch_size=batch_size, device=device, domains=translated)
+            if len(scored) < 3 * len(translated):
+                notes.append("FID/KID need at least 2 images in each domain: not all reported")
+            metrics |= scored
+        blockers = _aux_blockers(state, cfg, splits[split])
+        notes += [f"task metrics not computed: {why}" for why in blockers]
+        if not blockers:
+            metrics |= task_metrics(model, cfg, splits, split, device)
+            if "gray" in cfg.tasks.auxiliary_tasks and "D_A_gray" not in state["models"]:
+                notes.append("gray loss needs the gray discriminators (a full-state "
+                             "checkpoint): not reported")
+                metrics = {k: v for k, v in metrics.items() if not k.endswith("gray_loss")}
+    except BadImageError as e:
+        raise LoadError(str(e)) from None
+    return {"checkpoint": str(path.resolve()), "kind": state["kind"], "step": int(state["step"]),
+            "data": str(root.resolve()), "split": split,
+            "images": {dom: len(f) for dom, f in files.items()},
+            "metrics": dict(sorted(metrics.items())), "notes": notes,
+            "config": state["config"]}
+
+
+def _cell(metrics: dict[str, float], key: str, digits: int = 4) -> str:
+    return f"{metrics[key]:.{digits}f}" if key in metrics else "-"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The terminal table."""
+    m, split = report["metrics"], report["split"]
+    images = ", ".join(f"{n} {d}" for d, n in report["images"].items())
+    lines = [f"{report['checkpoint']} (step {report['step']}) on {report['data']} {split}: "
+             f"{images} images", ""]
+    labels = {"l1": "L1", "psnr": "PSNR (dB)", "ssim": "SSIM", "changed_l1": "L1 changed px"}
+    if any(k.endswith("_identity_l1") for k in m):
+        lines.append(f"{'vs paired truth':<18}{'A2B':>10}{'identity':>10}{'B2A':>10}"
+                     f"{'identity':>10}")
+        for key in METRICS:
+            row = "".join(f"{_cell(m, f'{split}/{n}_{p}{key}'):>10}"
+                          for n in ("A2B", "B2A") for p in ("", "identity_"))
+            lines.append(f"  {labels[key]:<16}{row}")
+    if any(k.endswith("_fid") for k in m):
+        lines.append(f"{'realism':<18}{'A2B':>10}{'B2A':>10}")
+        for key, label in (("fid", "FID"), ("kid", "KID x 1000")):
+            scale = 1000 if key == "kid" else 1
+            row = "".join(f"{m[f'{split}/{n}_{key}'] * scale:>10.3f}"
+                          if f"{split}/{n}_{key}" in m else f"{'-':>10}" for n in ("A2B", "B2A"))
+            lines.append(f"  {label:<16}{row}")
+    if any(k.startswith(f"{split}/A/") for k in m):
+        lines.append(f"{'tasks':<18}{'A':>10}{'B':>10}")
+        for suffix, label in AUX_ROWS:
+            if f"{split}/A/{suffix}" in m:
+                row = "".join(f"{_cell(m, f'{split}/{d}/{suffix}'):>10}" for d in DOMAINS)
+                lines.append(f"  {label:<16}{row}")
+    lines += [f"note: {n}" for n in report["notes"]]
+    return "\n".join(lines)
