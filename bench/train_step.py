@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from isolated import collect
 
 CONFIGS = {  # name -> overrides: the CycleGAN-equivalent run and the full LiSS run
     "cyclegan": ["tasks.auxiliary_tasks=[]"],
@@ -108,35 +107,23 @@ def main() -> None:
         print(json.dumps(measure(args)))
         return
 
-    rows = []
-    for config, size, batch, precision, fmt in itertools.product(
-            args.configs, args.sizes, args.batches, args.precisions, args.formats):
-        cmd = [sys.executable, __file__, "--one", "--config", config, "--size", str(size),
-               "--batch", str(batch), "--precision", precision, "--format", fmt,
-               "--ngf", str(args.ngf), "--steps", str(args.steps), "--warmup",
-               str(args.warmup), "--device", args.device]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
-        if proc.returncode:
-            print(f"{config} {size}px b{batch} {precision} {fmt}: failed\n{proc.stderr[-800:]}",
-                  file=sys.stderr)
-            continue
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        print(_row(rows[-1]), file=sys.stderr, flush=True)
-    print(table(rows))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+    points = (([f"--config={c}", f"--size={s}", f"--batch={b}", f"--precision={p}",
+                f"--format={f}", f"--ngf={args.ngf}", f"--steps={args.steps}",
+                f"--warmup={args.warmup}", f"--device={args.device}"],
+               f"{c} {s}px b{b} {p} {f}")
+              for c, s, b, p, f in itertools.product(args.configs, args.sizes, args.batches,
+                                                     args.precisions, args.formats))
+    collect(points, row, HEAD, args.json)
 
 
-def _row(r: dict) -> str:
+HEAD = ("| config | px | batch | precision | format | s/step | img/s | peak GB | TFLOP/s |\n"
+        "|---|---|---|---|---|---|---|---|---|")
+
+
+def row(r: dict) -> str:
     return (f"| {r['config']} | {r['size']} | {r['batch']} | {r['precision']} | {r['format']} "
             f"| {r['step_s']:.3f} | {r['img_per_s']:.2f} | {r['peak_gb']:.2f} "
             f"| {r['tflops']:.3f} |")
-
-
-def table(rows: list[dict]) -> str:
-    head = ("| config | px | batch | precision | format | s/step | img/s | peak GB "
-            "| TFLOP/s |\n|---|---|---|---|---|---|---|---|---|")
-    return "\n".join([head, *(_row(r) for r in rows)])
 
 
 if __name__ == "__main__":

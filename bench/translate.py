@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from isolated import collect
 
 
 def _image(size: int, path: str | None = None):
@@ -113,37 +112,26 @@ def main() -> None:
         print(json.dumps(measure(args)))
         return
 
-    rows = []
-    for size in args.sizes:
-        for tile in (0, args.tile) if size > args.tile else (0,):
-            cmd = [sys.executable, __file__, "--one", "--size", str(size), "--tile-px",
-                   str(tile), "--overlap", str(args.overlap), "--batch", str(args.batch),
-                   "--tile-batch", str(args.tile_batch), "--repeat", str(args.repeat),
-                   "--ngf", str(args.ngf), "--device", args.device,
-                   *(["--checkpoint", args.checkpoint] if args.checkpoint else []),
-                   *(["--image", args.image] if args.image else [])]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
-            if proc.returncode:
-                print(f"{size}px tile {tile}: failed\n{proc.stderr[-800:]}", file=sys.stderr)
-                continue
-            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(_row(rows[-1]), file=sys.stderr, flush=True)
-    print(table(rows))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+    extra = [*(["--checkpoint", args.checkpoint] if args.checkpoint else []),
+             *(["--image", args.image] if args.image else [])]
+    points = (([f"--size={size}", f"--tile-px={tile}", f"--overlap={args.overlap}",
+                f"--batch={args.batch}", f"--tile-batch={args.tile_batch}",
+                f"--repeat={args.repeat}", f"--ngf={args.ngf}", f"--device={args.device}",
+                *extra], f"{size}px tile {tile}")
+              for size in args.sizes
+              for tile in ((0, args.tile) if size > args.tile else (0,)))
+    collect(points, row, HEAD, args.json)
 
 
-def _row(r: dict) -> str:
+HEAD = ("| px | batch | tiles | s/batch | img/s | peak GB | tiled vs untiled mean / max |\n"
+        "|---:|---:|---|---:|---:|---:|---|")
+
+
+def row(r: dict) -> str:
     tiling = f"{r['tile']} (overlap {r['overlap']})" if r["tile"] else "none"
     diff = f"{r['diff']['mean']:.4f} / {r['diff']['max']:.3f}" if r["diff"] else "-"
     return (f"| {r['size']} | {r['batch']} | {tiling} | {r['s_per_batch']:.2f} "
             f"| {r['img_per_s']:.3f} | {r['peak_gb']:.2f} | {diff} |")
-
-
-def table(rows: list[dict]) -> str:
-    head = ("| px | batch | tiles | s/batch | img/s | peak GB | tiled vs untiled mean / max |\n"
-            "|---:|---:|---|---:|---:|---:|---|")
-    return "\n".join([head, *(_row(r) for r in rows)])
 
 
 if __name__ == "__main__":

@@ -27,6 +27,18 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of a finished 2-step tiny training (checkpoints, generators.pt), shared
+    by the translate/export/eval tests: treat it as read-only."""
+    from liss.cli import main
+
+    runs = tmp_path_factory.mktemp("runs")
+    assert main(["train", *TINY, f"data.root={synth_root}", f"run.dir={runs}", "run.name=t",
+                 "train.max_steps=2", "tracking.uri=none"]) == 0
+    return runs / "t"
+
+
 @pytest.fixture
 def tiny_overrides(synth_root: Path, tmp_path: Path) -> list[str]:
     """Overrides for a tiny run whose folder and MLflow store live in tmp_path."""

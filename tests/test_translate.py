@@ -27,14 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module")
-def trained(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.conftest import TINY
-
-    runs = tmp_path_factory.mktemp("runs")
-    assert main(["train", *TINY, f"data.root={synth_root}", f"run.dir={runs}", "run.name=t",
-                 "train.max_steps=2", "tracking.uri=none"]) == 0
-    return runs / "t"
+@pytest.fixture
+def trained(tiny_run: Path) -> Path:
+    return tiny_run
 
 
 @pytest.fixture(scope="module")
