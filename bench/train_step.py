@@ -6,12 +6,15 @@ batches already on the device, so the numbers are the step alone (no data loadin
     python bench/train_step.py                                   # the CPU subset
     python bench/train_step.py --sizes 256 --batches 8 16 --precisions bf16 --device cuda
 
-Prints a markdown table; `--json OUT` also writes the raw numbers.
+Prints a markdown table; `--json OUT` also writes the raw numbers. The last column is the
+step's achieved FLOP/s as a share of a bf16 matmul's on the same device, measured first (a
+square matmul, 8192 on CUDA, 2048 on a CPU): the practical ceiling for the step's convs.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import resource
@@ -20,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from isolated import collect
+from isolated import collect, run_child
 
 CONFIGS = {  # name -> overrides: the CycleGAN-equivalent run and the full LiSS run
     "cyclegan": ["tasks.auxiliary_tasks=[]"],
@@ -84,6 +87,25 @@ def measure(args: argparse.Namespace) -> dict:
             "tflops": counter.get_total_flops() / seconds / 1e12, "device": str(dev)}
 
 
+def matmul_rate(device: str) -> dict:
+    """Achieved TFLOP/s of a large square bf16 matmul (median of 10 after 3 warm-ups)."""
+    import torch
+
+    dev = torch.device(device if device != "auto" else
+                       "cuda" if torch.cuda.is_available() else "cpu")
+    n = 8192 if dev.type == "cuda" else 2048
+    a, b = (torch.randn(n, n, device=dev, dtype=torch.bfloat16) for _ in range(2))
+    times = []
+    for i in range(13):
+        start = time.perf_counter()
+        a @ b
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= 3:
+            times.append(time.perf_counter() - start)
+    return {"tflops": 2 * n**3 / statistics.median(times) / 1e12, "n": n, "device": str(dev)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
@@ -104,8 +126,13 @@ def main() -> None:
     p.add_argument("--format", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        print(json.dumps(measure(args)))
+        print(json.dumps(matmul_rate(args.device) if args.config == "matmul" else measure(args)))
         return
+
+    peak = run_child(["--config=matmul", f"--device={args.device}"], "bf16 matmul")
+    if peak is None:
+        raise SystemExit("could not measure the bf16 matmul rate")
+    print(f"bf16 matmul ({peak['n']}², {peak['device']}): {peak['tflops']:.3f} TFLOP/s\n")
 
     points = (([f"--config={c}", f"--size={s}", f"--batch={b}", f"--precision={p}",
                 f"--format={f}", f"--ngf={args.ngf}", f"--steps={args.steps}",
@@ -113,17 +140,17 @@ def main() -> None:
                f"{c} {s}px b{b} {p} {f}")
               for c, s, b, p, f in itertools.product(args.configs, args.sizes, args.batches,
                                                      args.precisions, args.formats))
-    collect(points, row, HEAD, args.json)
+    collect(points, functools.partial(row, matmul_tflops=peak["tflops"]), HEAD, args.json)
 
 
-HEAD = ("| config | px | batch | precision | format | s/step | img/s | peak GB | TFLOP/s |\n"
-        "|---|---|---|---|---|---|---|---|---|")
+HEAD = ("| config | px | batch | precision | format | s/step | img/s | peak GB | TFLOP/s "
+        "| of bf16 matmul |\n|---|---|---|---|---|---|---|---|---|---|")
 
 
-def row(r: dict) -> str:
+def row(r: dict, matmul_tflops: float) -> str:
     return (f"| {r['config']} | {r['size']} | {r['batch']} | {r['precision']} | {r['format']} "
             f"| {r['step_s']:.3f} | {r['img_per_s']:.2f} | {r['peak_gb']:.2f} "
-            f"| {r['tflops']:.3f} |")
+            f"| {r['tflops']:.3f} | {r['tflops'] / matmul_tflops:.1%} |")
 
 
 if __name__ == "__main__":

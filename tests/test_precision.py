@@ -123,6 +123,14 @@ def test_auto_resolution() -> None:
     assert resolve_channels_last("true", CPU) is True
 
 
+def test_fp16_on_a_cpu_warns_bf16_does_not(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="liss.train.precision"):
+        resolve_precision("bf16", CPU)
+        assert not caplog.records
+        assert resolve_precision("fp16", CPU).name == "fp16"  # honoured, with a warning
+    assert "fp16 on a CPU" in caplog.text and "bf16" in caplog.text
+
+
 def test_channels_last_training_runs(tiny_config) -> None:
     t = Trainer(tiny_config("tracking.uri=none", "train.channels_last=true"),
                 init_distributed("cpu"))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 
 import torch
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+log = logging.getLogger(__name__)
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -39,6 +41,10 @@ class Precision:
 def resolve_precision(name: str, device: torch.device) -> Precision:
     if name == "auto":
         name = "bf16" if bf16_supported(device) else "fp32"
+    if name == "fp16" and device.type == "cpu":
+        log.warning("train.precision=fp16 on a CPU: PyTorch's CPU kernels for float16 "
+                    "convolutions are slow (about 140x bf16's step time at 128 px, see "
+                    "docs/benchmarks.md); use bf16 or fp32 on a CPU")
     return Precision(name, device)
 
 
