@@ -18,7 +18,7 @@ from torch import Tensor
 
 from liss import config as config_lib
 from liss import rng
-from liss.config import Config, ConfigError
+from liss.config import Config
 from liss.data.batch import Batch
 from liss.data.images import BadImageError
 from liss.data.layout import DOMAINS
@@ -35,16 +35,13 @@ from liss.train.grid import render_grid, save_png
 from liss.train.optim import LinearDecay, build_optimizer
 from liss.train.precision import resolve_channels_last, resolve_precision
 from liss.train.progress import Progress
+from liss.train.resume import check_compatible, find_resume_state
 from liss.train.signals import EXIT_PREEMPTED, PreemptionHandler
 from liss.train.summary import format_summary
 from liss.train.system import system_metrics
 from liss.train.validate import run_validation
 
 GRID_SAMPLES = 4
-# Keys that may change when a run is resumed (paths, logging, performance knobs); any
-# other difference between the checkpoint's config and the current one is refused.
-RESUME_MUTABLE = ("run.dir", "run.name", "data.root", "data.backend", "data.num_workers",
-                  "data.on_bad_file", "train.", "tracking.")
 
 
 class Trainer:
@@ -229,40 +226,6 @@ class Trainer:
             return None
         return checkpoint.save(self.state_dict(), self.run_dir, self.cfg.train.keep_checkpoints)
 
-    def _resume_state(self) -> tuple[Path, dict[str, Any]] | None:
-        mode = self.cfg.train.resume
-        if mode == "never":
-            if checkpoint.step_checkpoints(self.run_dir):
-                raise ConfigError("train.resume", mode, f"{self.run_dir} already holds "
-                                  "checkpoints; use train.resume=auto to continue that run, "
-                                  "or choose another run.name")
-            return None
-        if mode == "auto":
-            # rank 0 chooses, so every rank resumes from the same file even if one sees a
-            # different set of files (a write in flight, a lagging network filesystem)
-            found = checkpoint.newest_valid(self.run_dir) if self.env.is_main else None
-            chosen = self.env.broadcast_object(str(found[0]) if found else "")
-            return (Path(chosen), checkpoint.load(Path(chosen), self.env.device)) if chosen \
-                else None
-        path = Path(mode)
-        try:
-            return path, checkpoint.load(path, self.env.device)
-        except checkpoint.CheckpointError as e:
-            raise ConfigError("train.resume", mode, str(e)) from None
-
-    def _check_compatible(self, saved: dict[str, Any], path: Path) -> None:
-        try:
-            old = config_lib.flatten(config_lib.from_dict(saved))
-        except ConfigError as e:
-            raise ConfigError("train.resume", str(path), f"checkpoint config is invalid: {e}"
-                              ) from None
-        new = config_lib.flatten(self.cfg)
-        differ = [k for k in new if old.get(k) != new[k] and not k.startswith(RESUME_MUTABLE)]
-        if differ:
-            detail = ", ".join(f"{k} ({old.get(k)!r} -> {new[k]!r})" for k in differ)
-            raise ConfigError("train.resume", str(path), f"checkpoint was trained with a "
-                              f"different config: {detail}")
-
     # ------------------------------------------------------------------ the loop
 
     def _finished(self) -> bool:
@@ -294,10 +257,10 @@ class Trainer:
 
     def fit(self) -> int:
         cfg, env = self.cfg, self.env
-        resumed = self._resume_state()
+        resumed = find_resume_state(cfg, env, self.run_dir)
         if resumed is not None:
             path, state = resumed
-            self._check_compatible(state["config"], path)
+            check_compatible(cfg, state["config"], path)
             self.load_state_dict(state)
         if resumed is not None and self._finished():
             self.progress.message(f"{self.run_dir} is already complete at step {self.step} "
