@@ -141,3 +141,21 @@ def test_a_file_that_breaks_mid_run_checkpoints_and_stops_clearly(
     assert "checkpoint saved at step 3" in err and "Traceback" not in err
     run_dir = config.load(None, overrides).run_dir
     assert checkpoint.load(run_dir / "checkpoints" / "latest.pt")["step"] == 3
+
+
+def test_extending_a_capped_run_equals_one_longer_run(tiny_overrides: list[str]) -> None:
+    """3 steps, then extended to 7, gives the weights of one 7-step run, although the
+    capped run validated at step 3 off the val_every=2 grid with a schedule that switches at
+    every validation (the final validation reports but does not move the schedule)."""
+    switching = [*tiny_overrides, "tracking.uri=none", "schedule.task_schedule=sequential",
+                 "tasks.auxiliary_tasks=depth,gray", "schedule.depth_loss_threshold=100",
+                 "schedule.gray_loss_threshold=100"]
+    straight = run_tiny(switching, "run.name=straight", "train.max_steps=7")
+    run_tiny(switching, "run.name=extended", "train.max_steps=3")
+    extended = run_tiny(switching, "run.name=extended", "train.max_steps=7")
+    a, b = (checkpoint.load(r / "checkpoints" / "latest.pt") for r in (straight, extended))
+    assert a["schedule"] == b["schedule"]
+    assert [e["step"] for e in a["schedule"]["events"]] == [0, 2, 4]  # it did switch
+    for name, weights in a["models"].items():
+        for key, value in weights.items():
+            assert torch.equal(value, b["models"][name][key]), f"{name}.{key}"

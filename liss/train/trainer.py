@@ -151,11 +151,12 @@ class Trainer:
             self._enter(phase, event)
         return event
 
-    def validate(self) -> dict[str, float]:
-        """Validation metrics, then at most one schedule transition."""
+    def validate(self, advance: bool = True) -> dict[str, float]:
+        """Validation metrics, then (if `advance`) at most one schedule transition."""
         metrics = run_validation(self.model, self.data, self.env, self.precision,
                                  self.channels_last)
-        self.advance_schedule(metrics)
+        if advance:
+            self.advance_schedule(metrics)
         metrics["schedule/phase"] = float(self.phase.index)
         self.tracker.log_metrics(metrics, self.step)
         self.first_metrics = self.first_metrics or metrics
@@ -350,7 +351,9 @@ class Trainer:
                 interval_start = time.monotonic()
             metrics: dict[str, float] = {}
             if self.step % t.val_every == 0 or self._finished():
-                metrics = self.validate()
+                # the schedule moves only on the val_every grid, so a run stopped at
+                # max_steps and extended later takes the same path as one run to the end
+                metrics = self.validate(advance=self.step % t.val_every == 0)
                 if env.is_main and (t.grid_every == 0):
                     self._log_grid(grid_samples)
             if self.evaluator and (self.step % t.eval_every == 0 or self._finished()):
