@@ -141,8 +141,8 @@ class LossConfig:
 @dataclass
 class OptimConfig:
     name: str = opt("radam", "optimizer: radam (torch.optim, per-group lr), legacy_radam "
-                    "(torch_optimizer, ignores per-group lr), or any torch.optim / "
-                    "torch_optimizer class name")
+                    "(torch_optimizer, ignores per-group lr), or a torch.optim (not LBFGS, "
+                    "SparseAdam, Muon) or torch_optimizer class name")
     lr: float = opt(2e-4, "initial learning rate", gt=0.0)
     beta1: float = opt(0.5, "first moment decay", ge=0.0, le=1.0)
     beta2: float = opt(0.999, "second moment decay", ge=0.0, le=1.0)
@@ -476,6 +476,9 @@ def validate(cfg: Config) -> None:
                           f"is not computed by this config{hint}; one of: {', '.join(names)}")
     if cfg.optim.name in ("", None):
         raise ConfigError("optim.name", cfg.optim.name, "must name an optimizer, e.g. radam")
+    from liss.train.optim import optimizer_class  # imports torch: only once a config is whole
+
+    optimizer_class(cfg.optim.name)
     if cfg.model.norm == "batch" and cfg.data.batch_size == 1:
         raise ConfigError("model.norm", "batch", "batch norm needs data.batch_size >= 2 per rank")
     if not cfg.run.name or "/" in cfg.run.name or cfg.run.name in (".", ".."):

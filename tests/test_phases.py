@@ -9,9 +9,10 @@ import math
 import pytest
 import torch
 
+from liss import config
 from liss.schedule import Phase
 from liss.train.distributed import init_distributed
-from liss.train.optim import LinearDecay
+from liss.train.optim import LinearDecay, build_optimizer
 from liss.train.trainer import Trainer
 
 TASKS = ("rotation", "jigsaw", "depth", "gray")
@@ -120,10 +121,12 @@ def test_reference_merge_averages_snapshots(tiny_config) -> None:
         assert torch.allclose(merged[k], 0.5 * first[k] + 0.5 * second[k])
 
 
-def test_per_task_learning_rates_scale_head_updates(tiny_config) -> None:
+@pytest.mark.parametrize("optimizer", ["radam", "adam", "sgd"])
+def test_per_task_learning_rates_scale_head_updates(tiny_config, optimizer: str) -> None:
+    """Every optimizer liss builds honours the per-task rates (spec §5.3)."""
     lrs = {"rotation": 2, "jigsaw": 3, "depth": 4, "gray": 5}  # multiples of optim.lr
-    base = make_trainer(tiny_config, "optim.lr=1e-4")
-    scaled = make_trainer(tiny_config, "optim.lr=1e-4",
+    base = make_trainer(tiny_config, "optim.lr=1e-4", f"optim.name={optimizer}")
+    scaled = make_trainer(tiny_config, "optim.lr=1e-4", f"optim.name={optimizer}",
                           *(f"optim.lr_{k}={v}e-4" for k, v in lrs.items()))
     batch = next(base._batches())
     deltas = {}
@@ -174,3 +177,24 @@ def test_decay_waits_for_translation_and_max_steps_caps(tiny_config) -> None:
     assert t.step == 12 and t.epochs_done >= 2
     assert t.decay.decay_epochs == 0 and t.phase == Phase(0, ("rotation",))
     assert t.opt_G.param_groups[0]["lr"] == t.cfg.optim.lr
+
+
+@pytest.mark.parametrize(("name", "ratio"), [("radam", 4.0), ("legacy_radam", 1.0)])
+def test_legacy_radam_keeps_the_originals_quirk(name: str, ratio: float) -> None:
+    """`legacy_radam` (torch_optimizer's, the original's) moves a group with 4x the lr as
+    far as the others — the documented quirk; `radam` (torch.optim) moves it 4x as far."""
+    shared, depth = torch.zeros(3, requires_grad=True), torch.zeros(3, requires_grad=True)
+    cfg = config.load(None, [f"optim.name={name}", "optim.lr=1e-3", "optim.lr_depth=4e-3"])
+    opt = build_optimizer([{"params": [shared]}, {"params": [depth], "task": "depth"}],
+                          cfg.optim)
+    for _ in range(8):
+        opt.zero_grad()
+        (shared.sum() + depth.sum()).backward()
+        opt.step()
+    assert (depth.abs().sum() / shared.abs().sum()).item() == pytest.approx(ratio, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["optimizer", "lbfgs", "sparseadam", "nosuch"])
+def test_optimizers_that_cannot_train_are_config_errors(name: str) -> None:
+    with pytest.raises(config.ConfigError, match=r"optim\.name.*unknown optimizer; known: "):
+        config.load(None, [f"optim.name={name}"])

@@ -9,8 +9,14 @@ import torch
 
 from liss.config import ConfigError, OptimConfig
 
+# torch.optim classes that cannot train these networks: the base class, L-BFGS (its step
+# needs a closure re-evaluating the loss), SparseAdam (sparse gradients only) and Muon (2-D
+# weights only: conv kernels and norms are not)
+NOT_SELECTABLE = ("optimizer", "lbfgs", "sparseadam", "muon")
 
-def _optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+
+def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    """The class `optim.name` names, or a ConfigError listing the known names."""
     if name == "radam":
         return torch.optim.RAdam
     if name == "legacy_radam":
@@ -21,7 +27,8 @@ def _optimizer_class(name: str) -> type[torch.optim.Optimizer]:
         return torch_optimizer.RAdam
     by_lower = {n.lower(): getattr(torch.optim, n) for n in dir(torch.optim)
                 if inspect.isclass(getattr(torch.optim, n))
-                and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)}
+                and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)
+                and n.lower() not in NOT_SELECTABLE}
     if name.lower() in by_lower:
         return by_lower[name.lower()]
     try:
@@ -29,14 +36,14 @@ def _optimizer_class(name: str) -> type[torch.optim.Optimizer]:
 
         return torch_optimizer.get(name)
     except (ImportError, ValueError):
-        known = ", ".join(["radam", "legacy_radam", *sorted(by_lower)])
+        known = ", ".join(["legacy_radam", *sorted(by_lower)])
         raise ConfigError("optim.name", name, f"unknown optimizer; known: {known} "
                           "(and torch_optimizer's)") from None
 
 
 def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
     """One optimizer over `groups`; a group with a `task` key gets `lr_<task>` if > 0."""
-    cls = _optimizer_class(cfg.name)
+    cls = optimizer_class(cfg.name)
     for g in groups:
         task_lr = getattr(cfg, f"lr_{g['task']}") if "task" in g else 0.0
         g["lr"] = task_lr if task_lr > 0 else cfg.lr
