@@ -42,8 +42,14 @@ def refs_from_folder(folder: Path) -> list[RunRef]:
     """A run folder (status.json + config.yaml) or a sweep folder (mlflow.db of its runs)."""
     status = folder / "status.json"
     if status.is_file():
-        cfg = config_lib.load(folder / "config.yaml")
-        return [RunRef(resolve_uri(cfg), json.loads(status.read_text())["run_id"])]
+        record = json.loads(status.read_text())
+        if not record.get("run_id"):
+            raise ConfigError("runs", str(folder), "this run was not tracked "
+                              "(tracking.uri=none): nothing to read back")
+        uri = record.get("tracking_uri") or resolve_uri(config_lib.load(folder / "config.yaml"))
+        if (folder / "mlflow.db").is_file() and not uri.startswith(("http:", "https:")):
+            uri = local_uri(folder)  # its own store, wherever the folder is read from
+        return [RunRef(uri, record["run_id"])]
     if (folder / "mlflow.db").is_file():
         uri = local_uri(folder)
         client = _client(uri)
@@ -76,6 +82,15 @@ def resolve_refs(items: Sequence[str], sweep: str | None, uri: str | None) -> li
     return refs
 
 
+def _get_run(client, ref: RunRef):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(ref.run_id)
+    except MlflowException:
+        raise ConfigError("runs", ref.run_id, f"no such run in {ref.uri}") from None
+
+
 def phase_starts(client, run_id: str) -> list[int]:
     """Steps at which each phase began, from the `schedule/phase` history."""
     starts, last = [0], 0.0
@@ -91,7 +106,7 @@ def compare_rows(refs: Sequence[RunRef]) -> list[list[str]]:
              *(header for header, _ in COLUMNS)]]
     for ref in refs:
         client = _client(ref.uri)
-        run = client.get_run(ref.run_id)
+        run = _get_run(client, ref)
         metrics, tags = run.data.metrics, run.data.tags
         cells = []
         for _, keys in COLUMNS:

@@ -34,7 +34,9 @@ def handmade_run(uri: str, schedule: str, tasks: str = "rotation,depth",
                  history: dict[str, dict[int, float]] = HISTORY) -> str:
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name("liss")
-    experiment = found.experiment_id if found else client.create_experiment("liss")
+    artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+    experiment = found.experiment_id if found else client.create_experiment(
+        "liss", artifact_location=artifacts)  # not ./mlruns in the working directory
     run = client.create_run(experiment, run_name=schedule, tags={
         "schedule": schedule, "tasks": tasks, "repr_mode": "freeze"})
     client.log_batch(run.info.run_id, metrics=[

@@ -402,7 +402,8 @@ class Trainer:
     def _write_status(self, status: str) -> None:
         """`status.json`: what launchers read to skip finished points and requeue others."""
         (self.run_dir / "status.json").write_text(json.dumps(
-            {"status": status, "step": self.step, "run_id": self.tracker.run_id}))
+            {"status": status, "step": self.step, "run_id": self.tracker.run_id,
+             "tracking_uri": getattr(self.tracker, "uri", None)}))
 
     def _perf_metrics(self, images: int, elapsed: float, data_wait: float) -> dict[str, float]:
         out = {"perf/img_per_s": images / max(elapsed, 1e-9),

@@ -1,0 +1,58 @@
+"""`liss runs compare`: a terminal table of finished runs, read back from each run folder's
+own MLflow store, whatever the working directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from liss.cli import main
+from liss.tracking import local_uri
+
+SWITCHING = ["train.max_steps=4", "tasks.auxiliary_tasks=depth,gray",
+             "schedule.depth_loss_threshold=100", "schedule.gray_loss_threshold=100"]
+
+
+def test_compare_reads_run_folders_from_anywhere(tiny_overrides: list[str], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # run.dir is relative, as in the shipped configs
+    base = [*tiny_overrides, "run.dir=runs", *SWITCHING]
+    assert main(["train", *base, "run.name=seq", "schedule.task_schedule=sequential"]) == 0
+    assert main(["train", *base, "run.name=par", "schedule.task_schedule=parallel"]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    runs = tmp_path / "runs"
+    assert main(["runs", "compare", str(runs / "seq"), str(runs / "par")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:5] == ["run", "schedule", "status", "steps", "phase"]
+    by_name = {line.split()[0]: line for line in lines[2:4]}
+    rows = {name: line.split() for name, line in by_name.items()}
+    assert rows["seq"][1:5] == ["sequential", "FINISHED", "4", "0,2,4"]
+    assert rows["par"][1:5] == ["parallel", "FINISHED", "4", "0"]
+    run_id = json.loads((runs / "seq" / "status.json").read_text())["run_id"]
+    metrics = MlflowClient(local_uri(runs / "seq")).get_run(run_id).data.metrics
+    depth = f"{metrics['val/A/depth_loss']:.3g} / {metrics['val/B/depth_loss']:.3g}"
+    assert depth in by_name["seq"]
+    assert list(elsewhere.iterdir()) == []  # no stray store created where it was run from
+
+
+def test_compare_an_untracked_run_says_so(tiny_overrides: list[str],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", *tiny_overrides, "train.max_steps=2", "tracking.uri=none"]) == 0
+    run_dir = Path(next(o for o in tiny_overrides if o.startswith("run.dir="))[8:]) / "tiny"
+    assert main(["runs", "compare", str(run_dir)]) == 2
+    assert "not tracked (tracking.uri=none)" in capsys.readouterr().err
+
+
+def test_compare_an_unknown_run_id_is_one_line(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    uri = local_uri(tmp_path)
+    assert main(["runs", "compare", "0123abcd", "--uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert err == f"liss: config error: runs='0123abcd': no such run in {uri}\n"
