@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="liss sweep", description=__doc__.splitlines()[0],
+        prog="liss sweep", description=" ".join(__doc__.split("\n\n")[0].split()),
         epilog="liss sweep status SPEC: the state of each point of the sweep (and where to "
         "watch it). Docs: docs/launching.md")
     p.add_argument("spec", help="sweep spec YAML (see configs/sweeps/)")
