@@ -63,6 +63,25 @@ def test_two_ranks_of_batch_one_equal_one_rank_of_batch_two(tiny_overrides, tmp_
     assert "phase 2 identity+translation" in two.stderr
 
 
+@pytest.mark.slow
+def test_two_ranks_resume_each_ranks_own_pools_and_rng(tiny_overrides, tmp_path) -> None:
+    """2 ranks, stopped at step 3 and extended to 6, equal 2 ranks run to 6 bit for bit: each
+    rank gets back its own image pools (small, so their random swaps matter) and RNG."""
+    common = ["train", *tiny_overrides, *PHASED, "schedule.task_schedule=parallel",
+              "loss.pool_size=2", "train.val_every=2"]  # translation, so pools, from step 0
+    straight = run(*common, "run.name=straight", "train.max_steps=6", nproc=2)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    for steps in (3, 6):
+        cut = run(*common, "run.name=cut", f"train.max_steps={steps}", nproc=2)
+        assert cut.returncode == 0, cut.stderr[-3000:]
+    runs = tmp_path / "runs"
+    a, b = weights(runs / "straight"), weights(runs / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed 2-rank run differs"
+    ranks = checkpoint.load(runs / "cut" / "checkpoints" / "latest.pt")["ranks"]
+    assert len(ranks) == 2
+    assert not torch.equal(ranks[0]["rng"]["torch"], ranks[1]["rng"]["torch"])
+
+
 def weights_at_init(overrides: list[str]) -> dict[str, torch.Tensor]:
     from liss import config
     from liss.model import LissModel
@@ -103,8 +122,9 @@ def test_resume_after_sigterm_equals_the_uninterrupted_run(tiny_overrides, tmp_p
     fa = checkpoint.load(tmp_path / "runs" / "full" / "checkpoints" / "latest.pt")
     fb = checkpoint.load(cut_dir / "checkpoints" / "latest.pt")
     assert fa["schedule"] == fb["schedule"]
-    assert all(torch.equal(x, y) for x, y in zip(fa["pools"]["A"]["images"],
-                                                 fb["pools"]["A"]["images"], strict=True))
+    (pa,), (pb,) = fa["ranks"], fb["ranks"]
+    assert all(torch.equal(x, y) for x, y in zip(pa["pools"]["A"]["images"],
+                                                 pb["pools"]["A"]["images"], strict=True))
 
 
 def test_extending_a_finished_run(tiny_overrides, tmp_path) -> None:

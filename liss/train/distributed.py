@@ -100,6 +100,15 @@ class DistEnv:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return int(t[0]) == value and int(t[1]) == -value
 
+    def gather_object(self, obj) -> list:
+        """Every rank's `obj` (picklable, CPU tensors), in rank order, on rank 0; [] elsewhere.
+        Over the gloo control group, so it works whatever the backend of the default one."""
+        if not self.distributed:
+            return [obj]
+        out = [None] * self.world_size if self.is_main else None
+        dist.gather_object(obj, out, dst=0, group=self.control_group)
+        return out or []
+
     def broadcast_object(self, obj):
         if not self.distributed:
             return obj

@@ -42,6 +42,7 @@ from liss.train.system import system_metrics
 from liss.train.validate import run_validation
 
 GRID_SAMPLES = 4
+log = logging.getLogger(__name__)
 
 
 class Trainer:
@@ -177,7 +178,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
 
-    def state_dict(self) -> dict[str, Any]:
+    def rank_state(self) -> dict[str, Any]:
+        """What differs between ranks: image pools and RNG streams (each rank seeds its own)."""
+        return {"pools": {d: p.state_dict() for d, p in self.pools.items()},
+                "rng": checkpoint.rng_state()}
+
+    def state_dict(self, ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The full state; `ranks` is every rank's `rank_state()` (default: this rank's)."""
         return {
             "format": checkpoint.FORMAT,
             "step": self.step,
@@ -185,14 +192,13 @@ class Trainer:
             "models": {k: v.state_dict() for k, v in self.model.networks().items()},
             "optimizers": {"G": self.opt_G.state_dict(), "D": self.opt_D.state_dict()},
             "scalers": {"G": self.scaler_G.state_dict(), "D": self.scaler_D.state_dict()},
-            "pools": {d: p.state_dict() for d, p in self.pools.items()},
+            "ranks": ranks or [self.rank_state()],
             "schedule": {"phase": self.phase.to_dict(),
                          "events": [e.to_dict() for e in self.events]},
             "trainer": {"epochs_done": self.epochs_done,
                         "decay_epochs": self.decay.decay_epochs,
                         "sample_position": self.step * self.data.sampler().global_batch,
                         "skipped": {k: v.cpu() for k, v in self.skipped.items()}},
-            "rng": checkpoint.rng_state(),
             "tracking": {"run_id": self.tracker.run_id or ""},
         }
 
@@ -212,20 +218,36 @@ class Trainer:
         self.opt_D.load_state_dict(state["optimizers"]["D"])
         self.scaler_G.load_state_dict(state["scalers"]["G"])
         self.scaler_D.load_state_dict(state["scalers"]["D"])
-        for d, pool in self.pools.items():
-            pool.load_state_dict(state["pools"][d], self.env.device)
+        self._load_rank_state(state["ranks"])
         t = state["trainer"]
         self.step = int(state["step"])
         self.epochs_done = int(t["epochs_done"])
         self.decay.decay_epochs = int(t["decay_epochs"])
         for k, v in t["skipped"].items():
             self.skipped[k] = v.to(self.env.device)
-        checkpoint.set_rng_state(state["rng"])
+
+    def _load_rank_state(self, ranks: list[dict[str, Any]]) -> None:
+        """This rank's pools and RNG. Saved by another world size (or best.pt, which holds
+        rank 0's only), rank 0 takes the first entry and the others keep their fresh seeds."""
+        env = self.env
+        if len(ranks) != env.world_size:
+            if not env.is_main:
+                return
+            log.warning("checkpoint holds pools and RNG of %d rank(s), this run has %d: "
+                        "rank 0 restores the first, the others start theirs afresh",
+                        len(ranks), env.world_size)
+        mine = ranks[env.rank]
+        for d, pool in self.pools.items():
+            pool.load_state_dict(mine["pools"][d], env.device)
+        checkpoint.set_rng_state(mine["rng"])
 
     def save_checkpoint(self) -> Path | None:
+        """Collective: every rank hands its pools and RNG to rank 0, which writes the file."""
+        ranks = self.env.gather_object(self.rank_state())
         if not self.env.is_main:
             return None
-        return checkpoint.save(self.state_dict(), self.run_dir, self.cfg.train.keep_checkpoints)
+        return checkpoint.save(self.state_dict(ranks), self.run_dir,
+                               self.cfg.train.keep_checkpoints)
 
     # ------------------------------------------------------------------ the loop
 
