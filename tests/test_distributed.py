@@ -57,9 +57,17 @@ def test_two_ranks_of_batch_one_equal_one_rank_of_batch_two(tiny_overrides, tmp_
     drift = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     moved = max((a[k].float() - init[k].float()).abs().max().item() for k in init)
     assert drift < 5e-5 and moved > 100 * drift, (drift, moved)
+    events = {}
     for name in ("one", "two"):  # both crossed the same two phase changes
         state = checkpoint.load(runs / name / "checkpoints" / "latest.pt")
-        assert [e["step"] for e in state["schedule"]["events"]] == [0, 2, 4]
+        events[name] = state["schedule"]["events"]
+        assert [e["step"] for e in events[name]] == [0, 2, 4]
+    # the validation metrics behind each switch, pooled over ranks as sums and counts (one
+    # validation image per domain: rank 1's shard is empty), match the single process's
+    for mine, theirs in zip(events["one"][1:], events["two"][1:], strict=True):
+        assert mine["metrics"] and mine["metrics"].keys() == theirs["metrics"].keys()
+        for key, value in mine["metrics"].items():
+            assert theirs["metrics"][key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
     assert "phase 2 identity+translation" in two.stderr
 
 

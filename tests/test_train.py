@@ -73,13 +73,20 @@ def test_mlflow_run_reads_back(finished_run: Path, tmp_path: Path) -> None:
     params = run.data.params
     assert params["train.max_steps"] == "6" and params["schedule.task_schedule"] == "liss"
     assert len(params) == len(config.LEAF_TYPES)
-    assert run.data.tags["schedule"] == "liss" and run.data.tags["precision"] == "fp32"
+    tags = run.data.tags
+    assert {k: tags[k] for k in ("schedule", "repr_mode", "tasks", "seed", "world_size",
+                                 "device", "precision")} == {
+        "schedule": "liss", "repr_mode": "freeze", "tasks": "rotation,jigsaw,depth,gray",
+        "seed": "0", "world_size": "1", "device": "cpu", "precision": "fp32"}
     history = client.get_metric_history(run.info.run_id, "val/A/rotation_acc")
     assert [m.step for m in history] == [2, 4, 6]
     assert [m.step for m in client.get_metric_history(run.info.run_id, "schedule/phase")] == [
         2, 4, 6]
     assert client.get_metric_history(run.info.run_id, "train/rotation_A")
-    assert client.get_metric_history(run.info.run_id, "perf/img_per_s")
+    for key in ("perf/img_per_s", "perf/data_wait_frac", "lr/discriminators"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [2, 4, 6]
+    assert 0 <= run.data.metrics["perf/data_wait_frac"] <= 1
+    assert run.data.metrics["lr/discriminators"] == pytest.approx(2e-4)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "schedule_events.json", "images"} <= artifacts
     images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
