@@ -7,9 +7,10 @@ import torch
 
 from liss import config
 from liss.data.batch import Batch, DomainBatch
-from liss.model import LissModel
+from liss.model import LissModel, other
 from liss.schedule import DECODERS, ENCODERS, IDENTITY, TASK_HEADS, TRANSLATION, Phase
 from liss.tasks.jigsaw import N_PERMUTATIONS
+from liss.tasks.rotation import rotation_stack
 
 TASKS = ("rotation", "jigsaw", "depth", "gray")
 EVERYTHING = Phase(0, (*TASKS, IDENTITY, TRANSLATION))
@@ -117,3 +118,31 @@ def test_parameter_groups_cover_the_generators_once() -> None:
     assert [g["group_name"] for g in groups] == ["default", *TASKS]
     ids = [id(p) for g in groups for p in g["params"]]
     assert len(ids) == len(set(ids)) == sum(1 for d in "AB" for _ in m.G[d].parameters())
+
+
+def test_d_rotation_sees_its_own_domain_once(batch: Batch,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """SSGAN term of D_d (which judges G_d's output, domain other(d)): one 5-way call per
+    step on the four rotations of *that* domain's real images plus G_d's fakes (class 4)."""
+    m = make_model("model.D_rotation=true", "tasks.auxiliary_tasks=[]")
+    gen = m.generator_losses(batch, Phase(0, (IDENTITY, TRANSLATION)))
+    seen: dict[str, list[torch.Tensor]] = {"A": [], "B": []}
+    for d in "AB":
+        original = m.D[d].rotation_logits
+
+        def spy(x: torch.Tensor, d=d, original=original) -> torch.Tensor:
+            seen[d].append(x.detach().clone())
+            return original(x)
+
+        monkeypatch.setattr(m.D[d], "rotation_logits", spy)
+    terms = m.discriminator_losses(batch, gen, gen.fakes, Phase(0, (IDENTITY, TRANSLATION)))
+    for d in "AB":
+        (x,) = seen[d]  # counted once
+        stack, labels = rotation_stack(batch[other(d)].image)
+        fakes = gen.fakes[d].detach()
+        assert torch.equal(x, torch.cat([stack, fakes]))
+        with torch.no_grad():
+            logits = m.D[d].rotation_logits(x)
+        target = torch.cat([labels, torch.full((len(fakes),), 4)])
+        expected = torch.nn.functional.cross_entropy(logits.float(), target)
+        assert terms[f"D_{d}_rot"].item() == pytest.approx(expected.item(), rel=1e-6)
