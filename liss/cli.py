@@ -46,7 +46,7 @@ def _check(args: argparse.Namespace) -> int:
     report = check_dataset(Path(args.root), crop_size=args.crop_size,
                            require_depth=not args.no_depth)
     print(report.format())
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return EXIT_OK if report.ok and not (args.strict and report.warnings) else EXIT_FAILED
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--crop-size", type=int, default=None,
                    help="also report images smaller than this")
     c.add_argument("--no-depth", action="store_true", help="depth maps are not required")
+    c.add_argument("--strict", action="store_true",
+                   help="warnings (orphan depth maps, images smaller than the crop) fail too")
     c.set_defaults(func=_check)
 
     runs = sub.add_parser("runs", help="compare and sync tracked runs").add_subparsers(

@@ -103,6 +103,8 @@ def test_orphan_depth_map_is_a_warning(root: Path, capsys: pytest.CaptureFixture
     assert code == 0
     assert f"warning: {orphan}: orphan depth map" in out
     assert "; 1 warning" in out and out.startswith("warning:")
+    code, out = check(capsys, root, "--strict")  # a warning fails under --strict
+    assert code == 1 and f"warning: {orphan}: orphan depth map" in out
 
 
 def test_missing_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
