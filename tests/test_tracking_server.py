@@ -206,6 +206,7 @@ def test_bad_tracking_uri_is_refused_before_training(uri: str, words: str, tiny_
     assert main(["train", *tiny_overrides, f"tracking.uri={uri}"]) == 2
     err = capsys.readouterr().err
     assert "tracking.uri" in err and words in err and "Traceback" not in err
+    assert not (tmp_path / "runs" / "tiny").exists()  # refused before the run folder exists
 
 
 def test_check_uri_accepts_a_new_folder(tiny_config, tmp_path) -> None:

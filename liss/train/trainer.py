@@ -289,11 +289,11 @@ class Trainer:
             self.progress.message(f"{self.run_dir} is already complete at step {self.step} "
                                   "(raise train.max_steps to extend it, or pick a new run.name)")
             return 0
+        check_uri(cfg)  # a store that cannot work is refused before the run folder exists
         if env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             config_lib.save(cfg, self.run_dir / "config.yaml")
         run_id = (resumed[1]["tracking"]["run_id"] or None) if resumed else None
-        check_uri(cfg)
         self.tracker = start_tracking(cfg, env.is_main, run_id=run_id)
         self._report_skipped_files()
         if resumed is None:
