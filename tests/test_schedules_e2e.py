@@ -33,7 +33,10 @@ WALKS = {  # schedule (and repr_mode) -> active keys of each phase, in order
     ("liss", "freeze"): [["rotation"], ["depth"], ["gray"], FINAL],
     ("parallel", "freeze"): [[*T, *FINAL]],
     ("additional", "freeze"): [["depth"], T, [*T, *FINAL]],
+    ("additional", "distillation"): [["depth"], T, [*T, *FINAL]],
     ("representational", "freeze"): [T, FINAL],
+    ("representational", "flow"): [T, FINAL],
+    ("representational", "distillation"): [T, FINAL],
     ("representational-traduction", "distillation"): [[*T, *FINAL], FINAL],
 }
 
@@ -77,9 +80,14 @@ def test_schedule_walks_its_phases(schedule: str, repr_mode: str,
     for e in events[1:]:  # the metric history switches at the event's step
         assert dict(history)[e["step"]] == e["phase"]
 
-    if schedule == "liss":
-        assert all(e["update_reference"] for e in events[1:])
-        assert "val/A/distill_l1" in run.data.metrics
+    if schedule in ("liss", "additional"):  # a reference at every switch iff distilling
+        distilling = schedule == "liss" or repr_mode == "distillation"
+        assert [e["update_reference"] for e in events[1:]] == [distilling] * (len(events) - 1)
+    if schedule == "liss" or repr_mode == "distillation":  # and the loss really trains
+        assert {"val/A/distill_l1", "train/distill_A", "train/distill_B"} <= set(
+            run.data.metrics)
+    else:
+        assert not any("distill" in key for key in run.data.metrics)
     if schedule.startswith("representational"):
         frozen = ["task_heads", "encoders"] if repr_mode == "freeze" else ["task_heads"]
         assert events[-1]["frozen"] == frozen
