@@ -239,3 +239,20 @@ def test_cuda_asked_for_but_absent(tiny_overrides, capsys) -> None:
         pytest.skip("this machine has CUDA")
     assert main(["train", *tiny_overrides, "train.device=cuda"]) == 2
     assert "train.device='cuda': CUDA was asked for but no CUDA device" in capsys.readouterr().err
+
+
+def test_a_second_signal_exits_at_once() -> None:
+    """The first signal asks for a checkpoint at the end of the step; a second one (an
+    impatient scheduler, a user's second Ctrl-C equivalent) exits immediately with 75."""
+    code = ("import os, signal, time\n"
+            "from liss.train.signals import PreemptionHandler\n"
+            "with PreemptionHandler() as handler:\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    assert handler.requested\n"
+            "    os.kill(os.getpid(), signal.SIGUSR1)\n"
+            "    time.sleep(60)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == EXIT_PREEMPTED, proc.stderr
+    assert "SIGTERM received: finishing the step" in proc.stderr
+    assert "second signal SIGUSR1: exiting now" in proc.stderr
