@@ -7,6 +7,7 @@ config error is reported before anything slow starts.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,7 +53,8 @@ def _check(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from liss import runs
 
-    refs = runs.resolve_refs(args.runs, args.sweep, args.uri)
+    refs = runs.resolve_refs(args.runs, args.sweep,
+                             args.uri or os.environ.get("MLFLOW_TRACKING_URI"))
     print(runs.format_table(runs.compare_rows(refs)))
     return EXIT_OK
 
@@ -113,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc = runs.add_parser("compare", help="a table of runs' final metrics and phase timings")
     rc.add_argument("runs", nargs="*", help="run folders, sweep folders, or run ids (--uri)")
     rc.add_argument("--sweep", help="every run tagged with this sweep_id (with --uri)")
-    rc.add_argument("--uri", help="tracking store of run ids / the sweep")
+    rc.add_argument("--uri", help="tracking store of run ids / the sweep "
+                    "(default: $MLFLOW_TRACKING_URI)")
     rc.set_defaults(func=_compare)
     from liss.eval.cli import add_forgetting_arguments
     from liss.eval.cli import register as register_eval

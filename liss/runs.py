@@ -68,10 +68,12 @@ def resolve_refs(items: Sequence[str], sweep: str | None, uri: str | None) -> li
         elif uri:
             refs.append(RunRef(uri, item))
         else:
-            raise ConfigError("runs", item, "not a folder; give --uri to look up run ids")
+            raise ConfigError("runs", item, "not a folder; give --uri (or set "
+                              "MLFLOW_TRACKING_URI) to look up run ids")
     if sweep:
         if not uri:
-            raise ConfigError("--sweep", sweep, "needs --uri (the sweep's tracking store)")
+            raise ConfigError("--sweep", sweep, "needs --uri or MLFLOW_TRACKING_URI (the sweep's "
+                              "tracking store)")
         client = _client(uri)
         experiments = [e.experiment_id for e in client.search_experiments()]
         runs = client.search_runs(experiments, f"tags.sweep_id = '{sweep}'")

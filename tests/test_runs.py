@@ -56,3 +56,14 @@ def test_compare_an_unknown_run_id_is_one_line(tmp_path: Path,
     assert main(["runs", "compare", "0123abcd", "--uri", uri]) == 2
     err = capsys.readouterr().err
     assert err == f"liss: config error: runs='0123abcd': no such run in {uri}\n"
+
+
+def test_compare_finds_the_store_in_the_environment(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", local_uri(tmp_path))
+    assert main(["runs", "compare", "--sweep", "s-0"]) == 2  # looked there: nothing tagged
+    assert "runs='s-0': no runs found" in capsys.readouterr().err
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert main(["runs", "compare", "--sweep", "s-0"]) == 2
+    assert "needs --uri or MLFLOW_TRACKING_URI" in capsys.readouterr().err
