@@ -43,6 +43,7 @@ import yaml
 
 from liss import config as config_lib
 from liss.config import Config, ConfigError
+from liss.train.optim import optimizer_class
 
 SPEC_KEYS = {"name", "base", "overrides", "axes", "points", "exclude", "resources", "slurm",
              "k8s", "tracking_uri"}
@@ -258,6 +259,7 @@ def expand(spec: SweepSpec) -> list[Point]:
         try:
             cfg = config_lib.load(spec.base, [f"{k}={_yaml_scalar(v)}"
                                               for k, v in overrides.items()])
+            optimizer_class(cfg.optim.name)  # the one check that needs torch
         except ConfigError as e:
             raise ConfigError(f"point {name}: {e.key}", e.value, e.allowed) from None
         points.append(Point(name, overrides, cfg))

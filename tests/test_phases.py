@@ -195,6 +195,14 @@ def test_legacy_radam_keeps_the_originals_quirk(name: str, ratio: float) -> None
 
 
 @pytest.mark.parametrize("name", ["optimizer", "lbfgs", "sparseadam", "nosuch"])
-def test_optimizers_that_cannot_train_are_config_errors(name: str) -> None:
-    with pytest.raises(config.ConfigError, match=r"optim\.name.*unknown optimizer; known: "):
-        config.load(None, [f"optim.name={name}"])
+def test_optimizers_that_cannot_train_are_config_errors(name: str, tiny_overrides, capsys,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One line, exit 2, and nothing built: the data pipeline is never reached."""
+    from liss.cli import main
+    from liss.train import trainer
+
+    monkeypatch.setattr(trainer, "build_pipeline", lambda *a, **k: pytest.fail("built"))
+    assert main(["train", *tiny_overrides, f"optim.name={name}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"liss: config error: optim.name='{name}': unknown optimizer; known:")
+    assert err.count("\n") == 1

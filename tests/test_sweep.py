@@ -122,6 +122,8 @@ def test_bad_point_names_point_and_key(tmp_path: Path) -> None:
     assert "distillation is not meaningful" in str(err)
     err = load_error(tmp_path, points=[{"run.seed": 1}, {"optim.lrr": 0.1}])
     assert err.key.startswith("point sw-") and err.key.endswith(": optim.lrr")
+    err = load_error(tmp_path, axes={"optim.name": ["adam", "lbfgs"]})
+    assert err.key == "point sw-lbfgs: optim.name" and "unknown optimizer" in str(err)
 
 
 def test_duplicate_run_names_are_refused(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from liss.tracking import Tracker, check_uri, git_commit, start_tracking
 from liss.train import checkpoint
 from liss.train.distributed import DistEnv, init_distributed, shutdown
 from liss.train.grid import render_grid, save_png
-from liss.train.optim import LinearDecay, build_optimizer
+from liss.train.optim import LinearDecay, build_optimizer, optimizer_class
 from liss.train.precision import resolve_channels_last, resolve_precision
 from liss.train.progress import Progress
 from liss.train.resume import check_compatible, find_resume_state
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 class Trainer:
     def __init__(self, cfg: Config, env: DistEnv):
+        optimizer_class(cfg.optim.name)  # needs torch, so not in config.validate; fails early
         self.cfg, self.env = cfg, env
         self.run_dir = cfg.run_dir
         self.precision = resolve_precision(cfg.train.precision, env.device)
