@@ -28,7 +28,7 @@ def inner(args: argparse.Namespace) -> None:
     from liss import config
     from liss.data import synthetic
     from liss.data.batch import Batch, DomainBatch
-    from liss.train.distributed import init_distributed, shutdown
+    from liss.distributed import init_distributed, shutdown
     from liss.train.trainer import Trainer
 
     env = init_distributed(args.device)

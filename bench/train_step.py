@@ -39,7 +39,7 @@ def measure(args: argparse.Namespace) -> dict:
     from liss import config
     from liss.data import synthetic
     from liss.data.batch import Batch, DomainBatch
-    from liss.train.distributed import init_distributed
+    from liss.distributed import init_distributed
     from liss.train.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,6 +8,7 @@ domain B and are judged by `D["A"]` (D_A). Tasks of domain d run through G_d's e
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -17,7 +18,7 @@ from torch.nn import functional as F
 from liss.config import Config
 from liss.data.batch import Batch, DomainBatch
 from liss.losses import gan_loss, l1
-from liss.nn.blocks import init_weights
+from liss.nn.blocks import call_frozen, init_weights
 from liss.nn.discriminator import Discriminator
 from liss.nn.generator import Encoder, Generator, ImageHead
 from liss.schedule import (
@@ -93,6 +94,19 @@ class LissModel(nn.Module):
         nets.update({f"E_{d}_ref": enc for d, enc in self.E_ref.items()})
         return nets
 
+    def network_states(self) -> dict[str, dict[str, Tensor]]:
+        """Each network's state dict under its checkpoint name."""
+        return {name: net.state_dict() for name, net in self.networks().items()}
+
+    def load_network_states(self, states: dict[str, dict[str, Tensor]]) -> None:
+        if "E_A_ref" in states:
+            self.build_reference_slots()
+        missing = sorted(set(self.networks()) - set(states))
+        if missing:
+            raise ValueError(f"checkpoint lacks networks {missing}")
+        for name, net in self.networks().items():
+            net.load_state_dict(states[name])
+
     def generator_parameter_groups(self) -> list[dict]:
         """`default` (encoders + decoders) and one group per task (its heads in G_A and G_B)."""
         groups = [{"group_name": "default", "params": [
@@ -119,25 +133,27 @@ class LissModel(nn.Module):
     # ------------------------------------------------------------------ phase effects
 
     def apply_phase(self, phase: Phase) -> None:
-        """requires_grad of the generator side as the phase's frozen groups say."""
-        for d in DOMAINS:
-            g = self.G[d]
+        """`requires_grad` = what the phase trains, on every network: frozen groups, heads of
+        inactive tasks, decoders without translation or identity, discriminators the phase
+        does not train. The parameters left trainable are exactly those the step's losses
+        reach, which is what DDP (without `find_unused_parameters`) requires."""
+        uses_decoders = TRANSLATION in phase or IDENTITY in phase
+        for g in self.G.values():
             g.encoder.requires_grad_(ENCODERS not in phase.frozen)
-            g.decoder.requires_grad_(DECODERS not in phase.frozen)
+            g.decoder.requires_grad_(uses_decoders and DECODERS not in phase.frozen)
             for t in self.tasks:
-                g.heads[t.name].requires_grad_(TASK_HEADS not in phase.frozen)
+                g.heads[t.name].requires_grad_(t.name in phase
+                                               and TASK_HEADS not in phase.frozen)
+        for d in self.D.values():
+            d.requires_grad_(self.trains_translation_discriminators(phase))
+        for t in self.tasks:
+            if t.has_discriminator:
+                for d in DOMAINS:
+                    self.task_D[f"{t.name}_{d}"].requires_grad_(t.name in phase)
 
-    def discriminators_trainable(self, phase: Phase | None) -> list[nn.Module]:
-        """Enable grads on the discriminators the phase trains (None: freeze all); return them."""
-        active: list[nn.Module] = []
-        if phase is not None:
-            if TRANSLATION in phase and TRANSLATION_DS not in phase.frozen:
-                active += list(self.D.values())
-            active += [self.task_D[f"{t.name}_{d}"] for t in self.tasks
-                       if t.has_discriminator and t.name in phase for d in DOMAINS]
-        for net in (*self.D.values(), *self.task_D.values()):
-            net.requires_grad_(any(net is a for a in active))
-        return active
+    @staticmethod
+    def trains_translation_discriminators(phase: Phase) -> bool:
+        return TRANSLATION in phase and TRANSLATION_DS not in phase.frozen
 
     @torch.no_grad()
     def update_reference(self, alpha: float) -> None:
@@ -180,13 +196,16 @@ class LissModel(nn.Module):
     def _task_discriminator(self, task: AuxTask, d: str) -> nn.Module | None:
         return self.task_D[f"{task.name}_{d}"] if task.has_discriminator else None
 
-    def _rotation_ce(self, D: nn.Module, images: Tensor) -> Tensor:
+    def _rotation_ce(self, D: nn.Module, images: Tensor, frozen: bool = False) -> Tensor:
         stack, labels = rotation_stack(images)
-        return F.cross_entropy(D.rotation_logits(self._fmt(stack)).float(), labels)
+        stack = self._fmt(stack)
+        logits = call_frozen(D, stack, rotation=True) if frozen else D(stack, rotation=True)
+        return F.cross_entropy(logits.float(), labels)
 
     def generator_losses(self, batch: Batch, phase: Phase) -> GeneratorOutput:
-        """All active G-side terms, weighted (spec §4.4); discriminators must be frozen."""
-        L, m = self.cfg.loss, self.cfg.model
+        """All active G-side terms, weighted (spec §4.4). Discriminators are called frozen
+        (`call_frozen`): their weights get no gradient from this loss."""
+        m = self.cfg.model
         out = GeneratorOutput(terms={})
         real = {d: batch[d].image for d in DOMAINS}
         # E_d(real_d) is shared by translation, crossed identity, distillation and depth;
@@ -194,55 +213,68 @@ class LissModel(nn.Module):
         needs_z = (TRANSLATION in phase or phase.distillation
                    or (IDENTITY in phase and m.identity == "crossed"))
         z = {d: self.G[d].encoder(real[d]) for d in DOMAINS} if needs_z else {}
-
-        for t in self.tasks:
-            if t.name not in phase:
-                continue
-            weight = getattr(L, t.lambda_key)
-            for d in DOMAINS:
-                pred, target = self._task_forward(t, d, batch[d], z.get(d))
-                out.terms[f"{t.name}_{d}"] = weight * t.loss(pred, target,
-                                                             self._task_discriminator(t, d))
-                if t.has_discriminator:
-                    out.task_preds[f"{t.name}_{d}"] = pred.detach()
-
-        cycle_weight = {"A": L.lambda_CA, "B": L.lambda_CB}
+        self._task_terms(batch, phase, z, out)
         if TRANSLATION in phase:
-            adv_weight = {"A": L.lambda_DA, "B": L.lambda_DB}
-            for d in DOMAINS:
-                out.fakes[d] = self.G[d].decoder(z[d])
-            for d in DOMAINS:
-                o = other(d)
-                fake = out.fakes[d]
-                out.terms[f"G_{d}"] = adv_weight[d] * gan_loss(self.D[d](fake), True, L.gan_mode)
-                rec = self.G[o](fake)
-                out.terms[f"cycle_{d}"] = cycle_weight[d] * l1(rec, real[d])
-                if m.D_rotation:
-                    with torch.no_grad():
-                        ce_real = self._rotation_ce(self.D[d], real[o])
-                    ce_fake = self._rotation_ce(self.D[d], fake)
-                    out.terms[f"G_{d}_rot"] = L.lambda_DR * (ce_fake - ce_real).abs()
-
+            self._translation_terms(real, z, out)
         if IDENTITY in phase:
-            for d in DOMAINS:
-                o = other(d)  # G_d maps into domain o, so o-images should pass unchanged
-                code = z[o] if m.identity == "crossed" else self.G[d].encoder(real[o])
-                idt = self.G[d].decoder(code)
-                out.terms[f"idt_{d}"] = L.lambda_I * cycle_weight[o] * l1(idt, real[o])
-
+            self._identity_terms(real, z, out)
         if phase.distillation and self.E_ref:
             for d in DOMAINS:
                 with torch.no_grad():
                     target = self.E_ref[d](real[d])
-                out.terms[f"distill_{d}"] = L.lambda_distillation * l1(z[d], target)
+                out.terms[f"distill_{d}"] = self.cfg.loss.lambda_distillation * l1(z[d], target)
         return out
+
+    def _task_terms(self, batch: Batch, phase: Phase, z: dict[str, Tensor],
+                    out: GeneratorOutput) -> None:
+        for t in self.tasks:
+            if t.name not in phase:
+                continue
+            weight = getattr(self.cfg.loss, t.lambda_key)
+            for d in DOMAINS:
+                pred, target = self._task_forward(t, d, batch[d], z.get(d))
+                critic = self._task_discriminator(t, d)
+                frozen = functools.partial(call_frozen, critic) if critic else None
+                out.terms[f"{t.name}_{d}"] = weight * t.loss(pred, target, frozen)
+                if t.has_discriminator:
+                    out.task_preds[f"{t.name}_{d}"] = pred.detach()
+
+    def _translation_terms(self, real: dict[str, Tensor], z: dict[str, Tensor],
+                           out: GeneratorOutput) -> None:
+        """Adversarial, cycle and (with `model.D_rotation`) SSGAN terms; fills `out.fakes`."""
+        L = self.cfg.loss
+        adv_weight = {"A": L.lambda_DA, "B": L.lambda_DB}
+        for d in DOMAINS:
+            out.fakes[d] = self.G[d].decoder(z[d])
+        for d in DOMAINS:
+            o, fake, D = other(d), out.fakes[d], self.D[d]
+            out.terms[f"G_{d}"] = adv_weight[d] * gan_loss(call_frozen(D, fake), True,
+                                                           L.gan_mode)
+            out.terms[f"cycle_{d}"] = self._cycle_weight(d) * l1(self.G[o](fake), real[d])
+            if self.cfg.model.D_rotation:
+                with torch.no_grad():
+                    ce_real = self._rotation_ce(D, real[o])
+                ce_fake = self._rotation_ce(D, fake, frozen=True)
+                out.terms[f"G_{d}_rot"] = L.lambda_DR * (ce_fake - ce_real).abs()
+
+    def _identity_terms(self, real: dict[str, Tensor], z: dict[str, Tensor],
+                        out: GeneratorOutput) -> None:
+        for d in DOMAINS:
+            o = other(d)  # G_d maps into domain o, so o-images should pass unchanged
+            code = z[o] if self.cfg.model.identity == "crossed" else self.G[d].encoder(real[o])
+            idt = self.G[d].decoder(code)
+            out.terms[f"idt_{d}"] = self.cfg.loss.lambda_I * self._cycle_weight(o) * l1(idt,
+                                                                                      real[o])
+
+    def _cycle_weight(self, d: str) -> float:
+        return self.cfg.loss.lambda_CA if d == "A" else self.cfg.loss.lambda_CB
 
     def discriminator_losses(self, batch: Batch, gen: GeneratorOutput,
                              pooled: dict[str, Tensor], phase: Phase) -> dict[str, Tensor]:
         """D terms for the discriminators the phase trains; `pooled[d]` = pool(gen.fakes[d])."""
         L, m = self.cfg.loss, self.cfg.model
         terms: dict[str, Tensor] = {}
-        if TRANSLATION in phase and TRANSLATION_DS not in phase.frozen:
+        if self.trains_translation_discriminators(phase):
             for d in DOMAINS:
                 D, real = self.D[d], batch[other(d)].image
                 terms[f"D_{d}"] = 0.5 * (gan_loss(D(real), True, L.gan_mode)
@@ -265,7 +297,7 @@ class LissModel(nn.Module):
         """SSGAN 5-way term, once: real rotations of D's own domain (0-3) and fakes (4)."""
         stack, labels = rotation_stack(real)
         fake_labels = torch.full((fake.shape[0],), FAKE_CLASS, device=fake.device)
-        logits = D.rotation_logits(self._fmt(torch.cat([stack, fake])))
+        logits = D(self._fmt(torch.cat([stack, fake])), rotation=True)
         return F.cross_entropy(logits.float(), torch.cat([labels, fake_labels]))
 
     # ------------------------------------------------------------------ evaluation

@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from liss import config
+from liss import checkpoint, config
 from liss.cli import main
 from liss.config import ConfigError
 from liss.data import dali_backend
 from liss.data.pipeline import build_pipeline, resolve_backend
-from liss.train import checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

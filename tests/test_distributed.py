@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from liss.train import checkpoint
+from liss import checkpoint
 from liss.train.signals import EXIT_PREEMPTED
 
 REPO = Path(__file__).resolve().parents[1]
@@ -173,7 +173,7 @@ def test_kill_9_during_a_checkpoint_write_keeps_the_previous_one(tmp_path: Path)
     script = f"""
 import sys, torch
 from pathlib import Path
-from liss.train import checkpoint
+from liss import checkpoint
 run = Path({str(tmp_path)!r})
 small = {{"format": checkpoint.FORMAT, "step": 1, "models": {{"G_A": {{"w": torch.ones(3)}}}}}}
 checkpoint.save(small, run, keep=3)

@@ -14,7 +14,7 @@ import mlflow
 import pytest
 import torch
 
-from liss import config
+from liss import checkpoint, config
 from liss.cli import main
 from liss.data.layout import load_splits
 from liss.data.pipeline import build_pipeline
@@ -22,7 +22,6 @@ from liss.eval import evaluate as evaluate_lib
 from liss.eval.evaluate import build_model, evaluate
 from liss.eval.intraining import BestCheckpoint, InTrainingEval, higher_is_better
 from liss.eval.paired import paired_metrics
-from liss.train import checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -78,9 +77,9 @@ def test_numbers_are_paired_py_and_validation_numbers(trained: Path, synth_root:
                             load_size=d.load_size, crop_size=d.crop_size)
     assert paired == {k: v for k, v in report["metrics"].items() if k in paired}
     pipeline = build_pipeline(cfg)  # the trainer's data: validation through its own code
-    from liss.train.distributed import DistEnv
-    from liss.train.precision import Precision
-    from liss.train.validate import run_validation
+    from liss.distributed import DistEnv
+    from liss.eval.validation import run_validation
+    from liss.precision import Precision
 
     validated = run_validation(model, pipeline, DistEnv(0, 1, 0, CPU), Precision("fp32", CPU),
                                False, split="test")

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from liss import checkpoint
 from liss.cli import main
 from liss.eval import tiling
 from liss.eval.generators import load_translator, read_state
-from liss.train import checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")

@@ -85,7 +85,6 @@ def test_crossed_and_same_identity_differ(batch: Batch) -> None:
 
 def test_generator_step_leaves_discriminators_without_grads(batch: Batch) -> None:
     m = make_model()
-    m.discriminators_trainable(None)
     m.generator_losses(batch, EVERYTHING).total.backward()
     assert all(p.grad is None for p in m.discriminator_parameters())
     assert all(p.grad is not None for p in m.G["A"].parameters())
@@ -127,14 +126,17 @@ def test_d_rotation_sees_its_own_domain_once(batch: Batch,
     m = make_model("model.D_rotation=true", "tasks.auxiliary_tasks=[]")
     gen = m.generator_losses(batch, Phase(0, (IDENTITY, TRANSLATION)))
     seen: dict[str, list[torch.Tensor]] = {"A": [], "B": []}
+    original_logits = {d: m.D[d].rotation_logits for d in "AB"}
     for d in "AB":
-        original = m.D[d].rotation_logits
+        original = m.D[d].forward
 
-        def spy(x: torch.Tensor, d=d, original=original) -> torch.Tensor:
-            seen[d].append(x.detach().clone())
-            return original(x)
+        def spy(x: torch.Tensor, rotation: bool = False, d=d, original=original
+                ) -> torch.Tensor:
+            if rotation:
+                seen[d].append(x.detach().clone())
+            return original(x, rotation)
 
-        monkeypatch.setattr(m.D[d], "rotation_logits", spy)
+        monkeypatch.setattr(m.D[d], "forward", spy)
     terms = m.discriminator_losses(batch, gen, gen.fakes, Phase(0, (IDENTITY, TRANSLATION)))
     for d in "AB":
         (x,) = seen[d]  # counted once
@@ -142,7 +144,7 @@ def test_d_rotation_sees_its_own_domain_once(batch: Batch,
         fakes = gen.fakes[d].detach()
         assert torch.equal(x, torch.cat([stack, fakes]))
         with torch.no_grad():
-            logits = m.D[d].rotation_logits(x)
+            logits = original_logits[d](x)
         target = torch.cat([labels, torch.full((len(fakes),), 4)])
         expected = torch.nn.functional.cross_entropy(logits.float(), target)
         assert terms[f"D_{d}_rot"].item() == pytest.approx(expected.item(), rel=1e-6)

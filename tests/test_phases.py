@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from liss import config
+from liss.distributed import init_distributed
 from liss.schedule import Phase
-from liss.train.distributed import init_distributed
 from liss.train.optim import LinearDecay, build_optimizer
 from liss.train.trainer import Trainer
 

@@ -8,10 +8,10 @@ import torch
 
 from liss import config
 from liss.data.batch import Batch, DomainBatch
+from liss.distributed import init_distributed
 from liss.model import LissModel
+from liss.precision import Precision, resolve_channels_last, resolve_precision
 from liss.schedule import IDENTITY, TRANSLATION, Phase
-from liss.train.distributed import init_distributed
-from liss.train.precision import Precision, resolve_channels_last, resolve_precision
 from liss.train.trainer import Trainer
 
 CPU = torch.device("cpu")
@@ -39,7 +39,6 @@ def step_grads(precision: str, channels_last: bool = False) -> tuple[float, torc
     scaler = prec.grad_scaler()
     params = [p for g in model.generator_parameter_groups() for p in g["params"]]
     opt = torch.optim.SGD(params, lr=0.0)
-    model.discriminators_trainable(None)
     for _ in range(30):
         opt.zero_grad(set_to_none=True)
         with prec.autocast():
@@ -85,7 +84,6 @@ def test_fp32_gradient_is_this_sensitive_at_init(fp32) -> None:
     noise = torch.Generator().manual_seed(1)
     for x in (b.A.image, b.B.image):
         x.mul_(1 + 1e-3 * torch.randn(x.shape, generator=noise))
-    model.discriminators_trainable(None)
     model.generator_losses(b, EVERYTHING).total.backward()
     params = [p for g in model.generator_parameter_groups() for p in g["params"]]
     g = torch.cat([p.grad.flatten() for p in params])
@@ -101,14 +99,17 @@ def test_channels_last_equals_contiguous(fp32) -> None:
 
 def test_fp16_overflow_skips_the_step_and_counts_it(tiny_config) -> None:
     t = Trainer(tiny_config("tracking.uri=none", "train.precision=fp16"), init_distributed("cpu"))
-    t.scaler_G = torch.amp.GradScaler("cpu", init_scale=2.0**100)  # guaranteed overflow
+    G = t.sides["G"]
+    G.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**100)  # guaranteed overflow
     before = {k: v.clone() for k, v in t.model.G["A"].state_dict().items()}
     t.train_step(next(t._batches()))
-    assert t.skipped["G"].item() == 1
+    assert G.skipped.item() == 1
     assert all(torch.equal(before[k], v) for k, v in t.model.G["A"].state_dict().items())
-    assert t.scaler_G.get_scale() < 2.0**100  # backed off
+    assert G.scaler.get_scale() < 2.0**100  # backed off
     t.train_step(next(t._batches()))
-    assert t.skipped["G"].item() >= 1
+    assert G.skipped.item() >= 1
+    D = t.sides["D"]  # every skip the count records is one back-off of D's scaler
+    assert D.scaler.get_scale() == 2.0**16 / 2 ** D.skipped.item()
 
 
 def test_bf16_needs_no_scaler() -> None:
@@ -124,7 +125,7 @@ def test_auto_resolution() -> None:
 
 
 def test_fp16_on_a_cpu_warns_bf16_does_not(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("WARNING", logger="liss.train.precision"):
+    with caplog.at_level("WARNING", logger="liss.precision"):
         resolve_precision("bf16", CPU)
         assert not caplog.records
         assert resolve_precision("fp16", CPU).name == "fp16"  # honoured, with a warning

@@ -12,9 +12,8 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from liss import config
+from liss import checkpoint, config
 from liss.cli import main
-from liss.train import checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

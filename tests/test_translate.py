@@ -15,13 +15,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from liss import config
+from liss import checkpoint, config
 from liss.cli import main
 from liss.eval import tiling
 from liss.eval.generators import load_translator, model_domain
 from liss.eval.translate import load_input, shape_batches, to_uint8
 from liss.model import LissModel
-from liss.train import checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")

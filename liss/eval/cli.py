@@ -94,8 +94,8 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
     """Expected failures as one line and exit code 2."""
 
     def run(args: argparse.Namespace) -> int:
+        from liss.checkpoint import CheckpointError
         from liss.eval.generators import LoadError
-        from liss.train.checkpoint import CheckpointError
 
         try:
             return func(args)

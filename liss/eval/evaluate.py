@@ -77,9 +77,9 @@ def task_metrics(model: LissModel, cfg: Config, splits: dict[str, Split], split:
                  device: torch.device) -> dict[str, float]:
     """`{split}/<A|B>/<task>_acc|loss`, cycle and identity L1: validation's own numbers."""
     from liss.data.pipeline import InputPipeline
-    from liss.train.distributed import DistEnv
-    from liss.train.precision import Precision
-    from liss.train.validate import run_validation
+    from liss.distributed import DistEnv
+    from liss.eval.validation import run_validation
+    from liss.precision import Precision
 
     data = InputPipeline(cfg, splits, "torch", rank=0, world_size=1,
                          with_depth="depth" in cfg.tasks.auxiliary_tasks, pin_memory=False)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from liss import checkpoint
 from liss.eval import EXPORT_FORMATS
 from liss.eval.generators import (
     SAFETENSORS_FORMAT,
@@ -34,7 +35,6 @@ from liss.eval.generators import (
     read_state,
     translation_state,
 )
-from liss.train import checkpoint
 
 FORMATS = EXPORT_FORMATS
 EXAMPLE_SIDE = 64  # the traced example input of the ONNX export

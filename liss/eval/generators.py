@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from liss import checkpoint
 from liss import config as config_lib
 from liss.config import Config, ConfigError
-from liss.train import checkpoint
 
 DIRECTIONS = ("AtoB", "BtoA")
 TRANSLATION_KEYS = ("encoder.", "heads.decoder.")  # a generator's translation path

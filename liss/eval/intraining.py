@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from liss import checkpoint
 from liss.config import Config, ConfigError
 from liss.data.layout import DOMAINS
 from liss.data.pipeline import InputPipeline
@@ -27,7 +28,6 @@ from liss.eval import fid as fid_lib
 from liss.eval.evaluate import fid_metrics
 from liss.eval.paired import paired_metrics
 from liss.model import LissModel
-from liss.train import checkpoint
 
 log = logging.getLogger(__name__)
 HIGHER_IS_BETTER = ("acc", "psnr", "ssim")  # metric name endings; everything else: lower

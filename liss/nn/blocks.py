@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from torch import nn
+from torch import Tensor, nn
+from torch.func import functional_call
 
 NormFactory = Callable[[int], nn.Module]
 
@@ -63,3 +64,12 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
             nn.init.normal_(m.weight, 1.0, gain)
             nn.init.zeros_(m.bias)
     return net
+
+
+def call_frozen(module: nn.Module, *args: Tensor, **kwargs) -> Tensor:
+    """`module(*args, **kwargs)` with its parameters detached: gradients reach the inputs but
+    never the weights. How the generator step uses the discriminators: no `requires_grad`
+    toggling per step, and no gradient lands in a discriminator's DDP buckets outside its own
+    step."""
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    return functional_call(module, params, args, kwargs)

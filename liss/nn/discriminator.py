@@ -11,7 +11,9 @@ ROTATION_GRID = 30  # the original's 30x30 map at 256 px; other sizes are pooled
 
 
 class Discriminator(nn.Module):
-    """Shared trunk; `forward(x)` is the PatchGAN map, `rotation_logits(x)` the 5-way head.
+    """Shared trunk; `forward(x)` is the PatchGAN map, `forward(x, rotation=True)` (alias
+    `rotation_logits(x)`) the 5-way head: one `forward`, so a frozen view of the module
+    (`liss.nn.blocks.call_frozen`) reaches both heads.
 
     The original rotation head flattened the 30x30 map of a 256 px input into a 900->5
     linear layer, so it failed at any other size. An adaptive average pool to 30x30 (the
@@ -36,10 +38,12 @@ class Discriminator(nn.Module):
             nn.Linear(ROTATION_GRID**2, ROTATION_CLASSES),
         ) if rotation_head else None
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.gan_head(self.trunk(x))
-
-    def rotation_logits(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, rotation: bool = False) -> Tensor:
+        if not rotation:
+            return self.gan_head(self.trunk(x))
         if self.rotation_head is None:
             raise RuntimeError("this discriminator was built without a rotation head")
         return self.rotation_head(self.trunk(x))
+
+    def rotation_logits(self, x: Tensor) -> Tensor:
+        return self(x, rotation=True)

@@ -73,6 +73,12 @@ class LinearDecay:
                 for g in opt.param_groups:
                     g["lr"] = g["initial_lr"] * factor
 
+    def state_dict(self) -> dict[str, int]:
+        return {"decay_epochs": self.decay_epochs}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.decay_epochs = int(state["decay_epochs"])
+
     @property
     def finished(self) -> bool:
         return self.decay_epochs > self.n_epochs_decay

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from liss import checkpoint
 from liss import config as config_lib
 from liss.config import Config, ConfigError
-from liss.train import checkpoint
-from liss.train.distributed import DistEnv
+from liss.distributed import DistEnv
 
 RESUME_MUTABLE = ("run.dir", "run.name", "data.root", "data.backend", "data.num_workers",
                   "data.on_bad_file", "train.", "tracking.")

@@ -1,5 +1,7 @@
-"""The training loop. Per batch: a generator step with the discriminators frozen, then a
-discriminator step; every `val_every` steps a validation whose metrics drive the schedule.
+"""The training loop. Per batch: a generator update, then a discriminator update, each one
+forward and one backward of a DDP-wrapped step module (`liss.train.steps`); after each step
+the periodic jobs (`liss.train.jobs`): logging, validation (which drives the schedule),
+evaluation, the best checkpoint, image grids, checkpoints.
 
 The schedule's `Phase` is the only source of truth for what is computed and trained.
 """
@@ -16,30 +18,36 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from liss import checkpoint, rng
 from liss import config as config_lib
-from liss import rng
 from liss.config import Config
 from liss.data.batch import Batch
 from liss.data.images import BadImageError
 from liss.data.layout import DOMAINS
 from liss.data.pipeline import InputPipeline, build_pipeline
+from liss.distributed import DistEnv, init_distributed, shutdown
 from liss.eval.intraining import BestCheckpoint, InTrainingEval
 from liss.eval.paired import paired_metrics
+from liss.eval.validation import run_validation
 from liss.model import LissModel
 from liss.pool import ImagePool
+from liss.precision import resolve_channels_last, resolve_precision
 from liss.schedule import TRANSLATION, Event, Phase, Schedule
 from liss.tracking import Tracker, check_uri, git_commit, start_tracking
-from liss.train import checkpoint
-from liss.train.distributed import DistEnv, init_distributed, shutdown
-from liss.train.grid import render_grid, save_png
+from liss.train import jobs
 from liss.train.optim import LinearDecay, build_optimizer, optimizer_class
-from liss.train.precision import resolve_channels_last, resolve_precision
 from liss.train.progress import Progress
 from liss.train.resume import check_compatible, find_resume_state
 from liss.train.signals import EXIT_PREEMPTED, PreemptionHandler
+from liss.train.state import (
+    Counters,
+    SchedulePosition,
+    generators_export,
+    process_rng_state,
+    set_process_rng_state,
+)
+from liss.train.steps import DiscriminatorStep, GeneratorStep, Side
 from liss.train.summary import format_summary
-from liss.train.system import system_metrics
-from liss.train.validate import run_validation
 
 GRID_SAMPLES = 4
 log = logging.getLogger(__name__)
@@ -59,82 +67,84 @@ class Trainer:
         self.model = LissModel(cfg).to(env.device)
         if self.channels_last:
             self.model.use_channels_last()
-        if cfg.train.compile:
-            for net in self.model.networks().values():
-                net.compile()  # in place: state_dict keys, hence checkpoints, are unchanged
         torch.manual_seed(rng.sample_key(cfg.run.seed, env.rank))  # per-rank stream
 
         self.schedule = Schedule.from_config(cfg)
-        self.phase: Phase = self.schedule.initial()
-        self.events: list[Event] = [self.schedule.start_event()]
-        self.model.apply_phase(self.phase)
-
-        self.opt_G = build_optimizer(self.model.generator_parameter_groups(), cfg.optim)
-        self.opt_D = build_optimizer([{"group_name": "discriminators",
-                                       "params": self.model.discriminator_parameters()}],
-                                     cfg.optim)
-        self.scaler_G = self.precision.grad_scaler()
-        self.scaler_D = self.precision.grad_scaler()
+        self.position = SchedulePosition(self.schedule.initial(), [self.schedule.start_event()])
+        d_params = [{"group_name": "discriminators",
+                     "params": self.model.discriminator_parameters()}]
+        self.sides = {
+            "G": Side("G", GeneratorStep(self.model),
+                      build_optimizer(self.model.generator_parameter_groups(), cfg.optim),
+                      self.precision.grad_scaler(), env.device, cfg.train.compile),
+            "D": Side("D", DiscriminatorStep(self.model), build_optimizer(d_params, cfg.optim),
+                      self.precision.grad_scaler(), env.device, cfg.train.compile)}
+        self._apply_phase()
         self.pools = {d: ImagePool(cfg.loss.pool_size, seed=rng.sample_key(cfg.run.seed,
                                                                             env.rank, ord(d)))
                       for d in DOMAINS}
         self.decay = LinearDecay(cfg.optim.n_epochs, cfg.optim.n_epochs_decay)
-        self.step = 0
-        self.epochs_done = 0
-        self.skipped = {"G": torch.zeros((), device=env.device),
-                        "D": torch.zeros((), device=env.device)}
+        self.counters = Counters()
         self.tracker: Tracker = Tracker()
-        t = cfg.train
-        # rank 0 only: the others wait at their next collective while it evaluates
-        self.evaluator = InTrainingEval(cfg, self.data, env.device, fid=t.eval_fid,
-                                        inception_weights=t.inception_weights) \
-            if t.eval_every and env.is_main else None
-        self.best = BestCheckpoint.for_run(self.run_dir, t.best_metric, t.best_mode) \
-            if t.best_metric and env.is_main else None
         self.progress = Progress(cfg.train.max_steps, enabled=cfg.train.progress,
                                  is_main=env.is_main)
         self.first_metrics: dict[str, float] = {}
         self.last_metrics: dict[str, float] = {}
+        self.jobs = self._jobs()
+
+    def _jobs(self) -> list[jobs.Job]:
+        t, main = self.cfg.train, self.env.is_main
+        # rank 0 only: the others wait at their next collective while it evaluates
+        evaluator = InTrainingEval(self.cfg, self.data, self.env.device, fid=t.eval_fid,
+                                   inception_weights=t.inception_weights) \
+            if t.eval_every and main else None
+        best = BestCheckpoint.for_run(self.run_dir, t.best_metric, t.best_mode) \
+            if t.best_metric and main else None
+        return [jobs.LogTraining(t.log_every), jobs.Validate(t.val_every),
+                jobs.Evaluate(t.eval_every, evaluator=evaluator), jobs.KeepBest(1, best=best),
+                jobs.LogGrid(t.grid_every or t.val_every), jobs.SaveCheckpoint(t.ckpt_every)]
+
+    @property
+    def step(self) -> int:
+        return self.counters.step
+
+    @property
+    def phase(self) -> Phase:
+        return self.position.phase
 
     # ------------------------------------------------------------------ the step
 
     def train_step(self, batch: Batch) -> dict[str, Tensor]:
         """One G update then one D update; returns detached loss terms (no host sync)."""
-        model, phase = self.model, self.phase
-        model.discriminators_trainable(None)
+        G, D, phase = self.sides["G"], self.sides["D"], self.phase
         with self.precision.autocast():
-            gen = model.generator_losses(batch, phase)
-        self._update("G", self.opt_G, self.scaler_G, gen.total)
+            gen = G(batch, phase)
+        G.update(gen.total)
         losses = dict(gen.terms)
-
-        if model.discriminators_trainable(phase):
-            pooled = {d: self.pools[d].query(fake) for d, fake in gen.fakes.items()}
+        if D.active:
+            # the pools hold translation fakes for D_A/D_B: query them only when those train
+            pooled = ({d: self.pools[d].query(fake) for d, fake in gen.fakes.items()}
+                      if self.model.trains_translation_discriminators(phase) else {})
             with self.precision.autocast():
-                d_terms = model.discriminator_losses(batch, gen, pooled, phase)
-            self._update("D", self.opt_D, self.scaler_D, torch.stack(
-                [t.float() for t in d_terms.values()]).sum())
+                d_terms = D(batch, gen, pooled, phase)
+            D.update(torch.stack([t.float() for t in d_terms.values()]).sum())
             losses.update(d_terms)
         return {k: v.detach() for k, v in losses.items()}
 
-    def _update(self, name: str, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                loss: Tensor) -> None:
-        opt.zero_grad(set_to_none=True)  # frozen / inactive parameters keep grad None
-        scaler.scale(loss).backward()
-        self.env.all_reduce_gradients(p for g in opt.param_groups for p in g["params"])
-        scaler.step(opt)
-        if scaler.is_enabled():  # fp16: count steps skipped for inf/nan gradients
-            found = scaler._found_inf_per_device(opt)
-            self.skipped[name] += sum(v.to(self.skipped[name].device) for v in found.values())
-        scaler.update()
+    def _apply_phase(self) -> None:
+        """`requires_grad` as the phase says, then re-wrap both step modules for it."""
+        self.model.apply_phase(self.phase)
+        for side in self.sides.values():
+            side.wrap()
 
     # ------------------------------------------------------------------ schedule
 
     def _enter(self, phase: Phase, event: Event) -> None:
         if event.update_reference:
             self.model.update_reference(self.cfg.schedule.encoder_merge_ratio)
-        self.phase = phase
-        self.model.apply_phase(phase)
-        self.events.append(event)
+        self.position.phase = phase
+        self.position.events.append(event)
+        self._apply_phase()
         if self.env.is_main:
             self._write_events()
             self.progress.message(f"[step {event.step}] phase {event.phase} "
@@ -143,8 +153,12 @@ class Trainer:
     def _write_events(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / "schedule_events.json"
-        path.write_text(json.dumps([e.to_dict() for e in self.events], indent=1))
+        path.write_text(json.dumps([e.to_dict() for e in self.position.events], indent=1))
         self.tracker.log_artifact(path)
+
+    @property
+    def events(self) -> list[Event]:
+        return self.position.events
 
     def advance_schedule(self, metrics: dict[str, float]) -> Event | None:
         """Feed validation metrics to the schedule; apply the phase change, if any."""
@@ -155,6 +169,7 @@ class Trainer:
 
     def validate(self, advance: bool = True) -> dict[str, float]:
         """Validation metrics, then (if `advance`) at most one schedule transition."""
+        self.env.broadcast_buffers(self.model)  # rank 0's running statistics everywhere
         metrics = run_validation(self.model, self.data, self.env, self.precision,
                                  self.channels_last)
         if advance:
@@ -182,7 +197,7 @@ class Trainer:
     def rank_state(self) -> dict[str, Any]:
         """What differs between ranks: image pools and RNG streams (each rank seeds its own)."""
         return {"pools": {d: p.state_dict() for d, p in self.pools.items()},
-                "rng": checkpoint.rng_state()}
+                "rng": process_rng_state()}
 
     def state_dict(self, ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The full state; `ranks` is every rank's `rank_state()` (default: this rank's)."""
@@ -190,42 +205,29 @@ class Trainer:
             "format": checkpoint.FORMAT,
             "step": self.step,
             "config": self.cfg.to_dict(),
-            "models": {k: v.state_dict() for k, v in self.model.networks().items()},
-            "optimizers": {"G": self.opt_G.state_dict(), "D": self.opt_D.state_dict()},
-            "scalers": {"G": self.scaler_G.state_dict(), "D": self.scaler_D.state_dict()},
+            "models": self.model.network_states(),
+            "sides": {name: side.state_dict() for name, side in self.sides.items()},
             "ranks": ranks or [self.rank_state()],
-            "schedule": {"phase": self.phase.to_dict(),
-                         "events": [e.to_dict() for e in self.events]},
-            "trainer": {"epochs_done": self.epochs_done,
-                        "decay_epochs": self.decay.decay_epochs,
-                        "sample_position": self.step * self.data.sampler().global_batch,
-                        "skipped": {k: v.cpu() for k, v in self.skipped.items()}},
+            "schedule": self.position.state_dict(),
+            "trainer": {**self.counters.state_dict(), **self.decay.state_dict(),
+                        "sample_position": self.step * self.data.sampler().global_batch},
             "tracking": {"run_id": self.tracker.run_id or ""},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "E_A_ref" in state["models"]:
-            self.model.build_reference_slots()
-        nets = self.model.networks()
-        missing = sorted(set(nets) - set(state["models"]))
-        if missing:
-            raise checkpoint.CheckpointError(f"checkpoint lacks networks {missing}")
-        for name, net in nets.items():
-            net.load_state_dict(state["models"][name])
-        self.phase = Phase.from_dict(state["schedule"]["phase"])
-        self.events = [Event.from_dict(e) for e in state["schedule"]["events"]]
-        self.model.apply_phase(self.phase)
-        self.opt_G.load_state_dict(state["optimizers"]["G"])
-        self.opt_D.load_state_dict(state["optimizers"]["D"])
-        self.scaler_G.load_state_dict(state["scalers"]["G"])
-        self.scaler_D.load_state_dict(state["scalers"]["D"])
+        if state["format"] != checkpoint.FORMAT:
+            raise checkpoint.CheckpointError(
+                f"checkpoint format {state['format']} was written before liss's DDP core and "
+                f"cannot be resumed (format {checkpoint.FORMAT}); liss eval/translate/export "
+                "still read it")
+        self.model.load_network_states(state["models"])
+        self.position.load_state_dict(state["schedule"])
+        self._apply_phase()
+        for name, side in self.sides.items():
+            side.load_state_dict(state["sides"][name])
         self._load_rank_state(state["ranks"])
-        t = state["trainer"]
-        self.step = int(state["step"])
-        self.epochs_done = int(t["epochs_done"])
-        self.decay.decay_epochs = int(t["decay_epochs"])
-        for k, v in t["skipped"].items():
-            self.skipped[k] = v.to(self.env.device)
+        self.counters.load_state_dict(state["trainer"])
+        self.decay.load_state_dict(state["trainer"])
 
     def _load_rank_state(self, ranks: list[dict[str, Any]]) -> None:
         """This rank's pools and RNG. Saved by another world size (or best.pt, which holds
@@ -240,10 +242,11 @@ class Trainer:
         mine = ranks[env.rank]
         for d, pool in self.pools.items():
             pool.load_state_dict(mine["pools"][d], env.device)
-        checkpoint.set_rng_state(mine["rng"])
+        set_process_rng_state(mine["rng"])
 
     def save_checkpoint(self) -> Path | None:
         """Collective: every rank hands its pools and RNG to rank 0, which writes the file."""
+        self.env.broadcast_buffers(self.model)
         ranks = self.env.gather_object(self.rank_state())
         if not self.env.is_main:
             return None
@@ -258,10 +261,10 @@ class Trainer:
 
     def _end_epochs(self) -> None:
         done = self.step * self.data.sampler().global_batch // self.data.epoch_length
-        while self.epochs_done < done:
-            self.epochs_done += 1
-            self.decay.end_of_epoch(self.epochs_done, TRANSLATION in self.phase,
-                                    [self.opt_G, self.opt_D])
+        while self.counters.epochs_done < done:
+            self.counters.epochs_done += 1
+            self.decay.end_of_epoch(self.counters.epochs_done, TRANSLATION in self.phase,
+                                    [side.optimizer for side in self.sides.values()])
 
     def _batches(self) -> Iterator[Batch]:
         for batch in self.data.train_batches(start_step=self.step):
@@ -273,11 +276,6 @@ class Trainer:
             batches = iter(self.data.eval_batches("val", d, batch_size=GRID_SAMPLES))
             out[d] = next(batches).to(self.env.device, self.channels_last)
         return out
-
-    def _log_grid(self, samples: dict) -> None:
-        path = self.run_dir / "grids" / f"step_{self.step}.png"
-        save_png(render_grid(self.model, samples), path)
-        self.tracker.log_image(path, key="grid", step=self.step)
 
     def fit(self) -> int:
         cfg, env = self.cfg, self.env
@@ -305,12 +303,14 @@ class Trainer:
                 self._write_events()
         else:
             self.progress.message(f"resumed from {resumed[0]} at step {self.step}")
-        grid_samples = self._grid_samples() if env.is_main else {}
+        if env.is_main:
+            next(j for j in self.jobs if isinstance(j, jobs.LogGrid)).samples = \
+                self._grid_samples()
 
         status = "FAILED"
         try:
             with PreemptionHandler() as preemption:
-                completed = self._loop(grid_samples, preemption)
+                completed = self._loop(preemption)
             if completed and env.is_main:
                 self._log_final_artifacts()
                 test_metrics = self.evaluate_test()
@@ -329,69 +329,37 @@ class Trainer:
             return EXIT_PREEMPTED
         return 0
 
-    def _loop(self, grid_samples: dict, preemption: PreemptionHandler) -> bool:
+    def _loop(self, preemption: PreemptionHandler) -> bool:
         """Train until done (True) or preempted (False, after a checkpoint)."""
-        cfg, env = self.cfg, self.env
-        t = cfg.train
-        global_batch = cfg.data.batch_size
-        running: dict[str, Tensor] = {}
-        n_running, data_wait, interval_start = 0, 0.0, time.monotonic()
         batches = self._batches()
-        last_saved = -1
         while not self._finished():
-            t0 = time.monotonic()
+            start = time.monotonic()
             batch, failure = self._next_batch(batches)
-            data_wait += time.monotonic() - t0
+            data_wait = time.monotonic() - start
             # one host-side agreement per step: a signal or an unreadable file on any rank
             # stops every rank here, between steps, where the state is consistent
-            preempted, data_failed = env.any_rank(preemption.requested, failure is not None)
+            preempted, data_failed = self.env.any_rank(preemption.requested, failure is not None)
             if preempted or data_failed:
-                if last_saved != self.step:
-                    self.save_checkpoint()
-                if data_failed:
-                    raise BadImageError(f"{failure or 'another rank could not read a file'} "
-                                        f"(checkpoint saved at step {self.step}: fix or remove "
-                                        "the file, or set data.on_bad_file=skip, then resume "
-                                        "with train.resume=auto)")
+                self._stop(data_failed, failure)
                 return False
             losses = self.train_step(batch)
-            for k, v in losses.items():
-                running[k] = running.get(k, 0.0) + v
-            n_running += 1
-            self.step += 1
+            self.counters.step += 1
             self._end_epochs()
-            if env.is_main:
-                elapsed = time.monotonic() - interval_start
-                self.progress.update(self.step, n_running * global_batch / max(elapsed, 1e-9),
-                                     "+".join(self.phase.active))
-            if self.step % t.log_every == 0 or self._finished():
-                elapsed = time.monotonic() - interval_start
-                metrics = {f"train/{k}": float(v) / n_running for k, v in running.items()}
-                metrics.update(self._perf_metrics(n_running * global_batch, elapsed, data_wait))
-                self.tracker.log_metrics(metrics, self.step)
-                self.progress.set_losses(metrics, self.step)
-                running, n_running, data_wait = {}, 0, 0.0
-                interval_start = time.monotonic()
-            metrics: dict[str, float] = {}
-            if self.step % t.val_every == 0 or self._finished():
-                # the schedule moves only on the val_every grid, so a run stopped at
-                # max_steps and extended later takes the same path as one run to the end
-                metrics = self.validate(advance=self.step % t.val_every == 0)
-                if env.is_main and (t.grid_every == 0):
-                    self._log_grid(grid_samples)
-            if self.evaluator and (self.step % t.eval_every == 0 or self._finished()):
-                evaluated = self.evaluator(self.model)
-                self.tracker.log_metrics(evaluated, self.step)
-                metrics |= evaluated
-            if self.best and self.best.update(metrics, self.step):
-                self.best.save(self.state_dict(), self.run_dir)
-                self.tracker.log_metrics(self.best.metrics(), self.step)
-            if env.is_main and t.grid_every and self.step % t.grid_every == 0:
-                self._log_grid(grid_samples)
-            if self.step % t.ckpt_every == 0 or self._finished():
-                self.save_checkpoint()
-                last_saved = self.step
+            final, metrics = self._finished(), {}
+            for job in self.jobs:
+                job.observe(self, losses, data_wait)
+                if job.due(self.step, final):
+                    metrics |= job.run(self, metrics)
         return True
+
+    def _stop(self, data_failed: bool, failure: BadImageError | None) -> None:
+        """Checkpoint (unless this step's is written); on a data failure, raise after it."""
+        next(j for j in self.jobs if isinstance(j, jobs.SaveCheckpoint)).run(self, {})
+        if data_failed:
+            raise BadImageError(f"{failure or 'another rank could not read a file'} "
+                                f"(checkpoint saved at step {self.step}: fix or remove the "
+                                "file, or set data.on_bad_file=skip, then resume with "
+                                "train.resume=auto)")
 
     @staticmethod
     def _next_batch(batches: Iterator[Batch]) -> tuple[Batch | None, BadImageError | None]:
@@ -416,7 +384,8 @@ class Trainer:
     def _log_final_artifacts(self) -> None:
         """The trained generators (what `liss translate` needs), and optionally the checkpoint."""
         path = self.run_dir / "generators.pt"
-        checkpoint.save_generators(self.model, self.cfg, self.step, path)
+        checkpoint.write_atomic(generators_export(self.model.networks(), self.cfg, self.step,
+                                                  checkpoint.FORMAT), path)
         self.tracker.log_artifact(path)
         if self.cfg.tracking.log_checkpoints:
             latest = checkpoint.checkpoint_dir(self.run_dir) / f"step_{self.step}.pt"
@@ -427,20 +396,6 @@ class Trainer:
         (self.run_dir / "status.json").write_text(json.dumps(
             {"status": status, "step": self.step, "run_id": self.tracker.run_id,
              "tracking_uri": getattr(self.tracker, "uri", None)}))
-
-    def _perf_metrics(self, images: int, elapsed: float, data_wait: float) -> dict[str, float]:
-        out = {"perf/img_per_s": images / max(elapsed, 1e-9),
-               "perf/data_wait_frac": data_wait / max(elapsed, 1e-9),
-               "train/epoch": float(self.epochs_done)}
-        for g in self.opt_G.param_groups:
-            out[f"lr/{g['group_name']}"] = g["lr"]
-        out["lr/discriminators"] = self.opt_D.param_groups[0]["lr"]
-        if self.precision.name == "fp16":
-            out.update({f"train/skipped_steps_{k}": float(v) for k, v in self.skipped.items()})
-        if self.cfg.tracking.log_system_metrics:
-            out.update(system_metrics(self.env.device))
-        out["data/skipped_files"] = float(self.data.skipped_count)  # this rank's
-        return out
 
     def _tags(self) -> dict[str, str]:
         c = self.cfg

@@ -1,20 +1,16 @@
-"""Process group, device and collectives. A single process is world size 1 with the same
-code path: every collective is a no-op there.
+"""Process group, device and collectives.
 
-Gradients are averaged by an explicit bucketed all-reduce after each backward instead of
-DDP wrappers: LiSS runs several forward passes through the same encoder per step, switches
-task heads on and off and freezes modules at phase changes, all of which DDP's
-one-forward/one-backward, fixed-parameter-set model handles badly (hangs with unused
-parameters, errors on re-entrant use). The all-reduce covers exactly the parameters that
-received a gradient, and the schedule is identical on every rank (it is driven by
-all-reduced validation metrics), so every rank reduces the same tensors in the same order.
+Under `torchrun` (WORLD_SIZE > 1, or 1 with MASTER_ADDR/MASTER_PORT, as torchrun sets them
+for one process too) a process group is initialised and the step
+modules are wrapped in torch DDP (`liss.train.steps`); a plain `liss train` has none and runs
+the same step modules unwrapped. Every collective here is a no-op for a single process.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +19,6 @@ import torch.distributed as dist
 from torch import Tensor
 
 from liss.config import ConfigError
-
-BUCKET_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True)
@@ -43,21 +37,13 @@ class DistEnv:
     def distributed(self) -> bool:
         return self.world_size > 1
 
-    def all_reduce_gradients(self, params: Iterable[Tensor]) -> None:
-        """Average `.grad` over ranks, in flat buckets, all launched before any wait."""
-        if not self.distributed:
-            return
-        grads = [p.grad for p in params if p.grad is not None]
-        pending = []
-        for bucket in _buckets(grads):
-            flat = torch._utils._flatten_dense_tensors(bucket)
-            pending.append((bucket, flat, dist.all_reduce(flat, async_op=True)))
-        for bucket, flat, work in pending:
-            work.wait()
-            flat.div_(self.world_size)
-            for g, reduced in zip(bucket, torch._utils._unflatten_dense_tensors(flat, bucket),
-                                  strict=True):
-                g.copy_(reduced)
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Rank 0's buffers (batch-norm running statistics) to every rank. DDP does this at
+        the start of each forward; validation and checkpoints read the buffers after the
+        last forward, so they call this first."""
+        if self.distributed:
+            for buffer in module.buffers():
+                dist.broadcast(buffer, src=0)
 
     def reduce_means(self, sums: Mapping[str, tuple[Tensor, float]]) -> dict[str, float]:
         """{name: (sum, count)} on each rank -> {name: global sum / global count}.
@@ -121,20 +107,6 @@ class DistEnv:
             dist.barrier()
 
 
-def _buckets(tensors: list[Tensor]) -> Iterable[list[Tensor]]:
-    bucket: list[Tensor] = []
-    size = 0
-    for t in tensors:
-        if bucket and (size + t.numel() * t.element_size() > BUCKET_BYTES
-                       or t.dtype != bucket[0].dtype):
-            yield bucket
-            bucket, size = [], 0
-        bucket.append(t)
-        size += t.numel() * t.element_size()
-    if bucket:
-        yield bucket
-
-
 def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
     if preference == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device", preference, "CUDA was asked for but no CUDA device "
@@ -146,13 +118,15 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
 
 
 def init_distributed(device_preference: str = "auto") -> DistEnv:
-    """World from the torchrun environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT)."""
+    """World from the torchrun environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT);
+    a process group whenever torchrun (or a launcher) set up a world, one process included."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    launched = world_size > 1 or {"MASTER_ADDR", "MASTER_PORT"} <= os.environ.keys()
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_preference, local_rank)
     control = None
-    if world_size > 1:
+    if launched:
         if not dist.is_initialized():
             backend = "nccl" if device.type == "cuda" else "gloo"
             dist.init_process_group(backend, init_method="env://", rank=rank,

@@ -6,9 +6,9 @@ import torch
 
 from liss.data.layout import DOMAINS
 from liss.data.pipeline import InputPipeline
+from liss.distributed import DistEnv
 from liss.model import LissModel
-from liss.train.distributed import DistEnv
-from liss.train.precision import Precision
+from liss.precision import Precision
 
 
 @torch.no_grad()

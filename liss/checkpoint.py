@@ -1,25 +1,21 @@
-"""Full-state checkpoints: atomic writes, keep-last-k, `latest.pt`, safe loading.
-
-Layout (a plain dict, loadable with `torch.load(weights_only=True)`):
-`format, step, config, models{G_A, G_B, D_A, ...}, optimizers{G, D}, scalers{G, D},
-pools{A, B}, schedule{phase, events}, trainer{...counters}, rng{torch, cuda, numpy, python},
-tracking{run_id}`.
+"""Checkpoint files: atomic writes, keep-last-k, `latest.pt`, safe loading. File I/O only:
+what a checkpoint holds is assembled by the trainer from each component's own `state_dict`
+(docs/design.md, "Checkpoints"), and read back the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
-FORMAT = 1
+FORMAT = 2  # 2: per-side optimizer/scaler state (the DDP core); 1 had the same networks
+READABLE_FORMATS = (1, 2)  # networks (what eval/translate/export read) are alike in both
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 
 
@@ -85,7 +81,8 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     except Exception as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: unreadable or unsafe checkpoint ({reason})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT or "models" not in state:
+    if (not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS
+            or "models" not in state):
         raise CheckpointError(f"{path}: not a liss checkpoint (format {FORMAT})")
     return state
 
@@ -99,36 +96,3 @@ def newest_valid(run_dir: Path, map_location: str | torch.device = "cpu"
         except CheckpointError as e:
             log.warning("skipping checkpoint: %s", e)
     return None
-
-
-def save_generators(model, cfg, step: int, path: Path) -> None:
-    """Generator-only weights with their config: what translation needs, nothing else."""
-    write_atomic({"format": FORMAT, "kind": "generators", "step": step,
-                  "config": cfg.to_dict(),
-                  "models": {f"G_{d}": model.G[d].state_dict() for d in ("A", "B")}}, path)
-
-
-# ---------------------------------------------------------------------- RNG state
-
-
-def rng_state() -> dict[str, Any]:
-    _, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, _ = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "python": torch.tensor([version, *internal], dtype=torch.long),
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["gauss"]))
-    values = state["python"].tolist()
-    random.setstate((values[0], tuple(values[1:]), None))
