@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 import re
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 log = logging.getLogger(__name__)
 FORMAT = 1
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")  # in torch's weights_only refusals
 
 
 class CheckpointError(RuntimeError):
@@ -76,6 +78,20 @@ def step_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
+def _load_failure(e: Exception) -> str:
+    """Why torch.load failed, in a few words: its own messages run to paragraphs (and, for
+    an unsafe file, suggest `weights_only=False`), too long for a one-line error."""
+    text = str(e).strip()
+    if isinstance(e, pickle.UnpicklingError) and text.startswith("Weights only load failed"):
+        found = UNSAFE_GLOBAL.search(text)
+        needs = f"its pickle needs {found.group(1)}, " if found else ""
+        return f"unsafe checkpoint ({needs}refused by weights_only=True)"
+    if isinstance(e, OSError):
+        return f"unreadable checkpoint ({e.strerror or text or type(e).__name__})"
+    first = text.splitlines()[0].split(". ")[0].rstrip(".") if text else type(e).__name__
+    return f"truncated or corrupt checkpoint ({first})"
+
+
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load with `weights_only=True`: a checkpoint is untrusted input and may not run code."""
     try:
@@ -83,8 +99,7 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: unreadable or unsafe checkpoint ({reason})") from None
+        raise CheckpointError(f"{path}: {_load_failure(e)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "models" not in state:
         raise CheckpointError(f"{path}: not a liss checkpoint (format {FORMAT})")
     return state
