@@ -105,14 +105,42 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     return state
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:  # one of them went meanwhile (pruned by a writer)
+        return False
+
+
+def resumable(run_dir: Path) -> list[Path]:
+    """The checkpoints `train.resume=auto` tries, in order: step checkpoints newest first,
+    then `latest.pt` unless it is a hard link to one of them (it is one, except when the step
+    files were deleted or a copy broke the links), so a fresh start never overwrites it."""
+    steps = step_checkpoints(run_dir)
+    latest = checkpoint_dir(run_dir) / "latest.pt"
+    if latest.is_file() and not any(_same_file(latest, p) for p in steps):
+        return [*steps, latest]
+    return steps
+
+
 def newest_valid(run_dir: Path, map_location: str | torch.device = "cpu"
                  ) -> tuple[Path, dict[str, Any]] | None:
-    """The newest step checkpoint that loads; truncated or corrupt ones are skipped, loudly."""
-    for path in step_checkpoints(run_dir):
+    """The newest checkpoint of `resumable` that loads, warning about each newer one that
+    does not; None when there is none at all. A folder whose checkpoints all fail is an
+    error naming each file and its fault, not a fresh start that would overwrite them."""
+    failures: list[str] = []
+    for path in resumable(run_dir):
         try:
-            return path, load(path, map_location)
+            state = load(path, map_location)
         except CheckpointError as e:
-            log.warning("skipping checkpoint: %s", e)
+            failures.append(str(e))
+            continue
+        for failure in failures:
+            log.warning("skipping checkpoint: %s", failure)
+        return path, state
+    if failures:
+        raise CheckpointError(f"no checkpoint in {checkpoint_dir(run_dir)} loads: "
+                              + "; ".join(failures))
     return None
 
 
