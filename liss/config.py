@@ -172,7 +172,8 @@ class TrainConfig:
     ckpt_every: int = opt(5000, "checkpoint every N steps (and at the end)", ge=1)
     keep_checkpoints: int = opt(3, "keep the newest N step checkpoints", ge=1)
     resume: str = opt("auto", "auto: continue from the newest valid checkpoint of the run "
-                      "folder; never: refuse a folder that has one; or a checkpoint path")
+                      "folder (refused when it has checkpoints but none loads); never: "
+                      "refuse a folder that has one; or a checkpoint path")
     eval_every: int = opt(0, "translation vs paired truth (and FID/KID with train.eval_fid) on "
                           "the validation split every N steps and at the end (0 = off)", ge=0)
     eval_fid: bool = opt(False, "also FID/KID at train.eval_every (needs the Inception weights)")

@@ -22,26 +22,41 @@ RESUME_MUTABLE = ("run.dir", "run.name", "data.root", "data.backend", "data.num_
 def find_resume_state(cfg: Config, env: DistEnv,
                       run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     """The (path, state) to resume from, or None to start afresh, per `train.resume`:
-    `auto` the newest valid checkpoint of `run_dir`, `never` refuses a folder that has one,
-    anything else is a checkpoint path."""
+    `auto` the newest valid checkpoint of `run_dir` (refusing a folder whose checkpoints all
+    fail to load), `never` refuses a folder that has one, anything else is a checkpoint
+    path."""
     mode = cfg.train.resume
     if mode == "never":
-        if checkpoint.step_checkpoints(run_dir):
+        if checkpoint.resumable(run_dir):
             raise ConfigError("train.resume", mode, f"{run_dir} already holds checkpoints; "
-                              "use train.resume=auto to continue that run, or choose another "
-                              "run.name")
+                              "use train.resume=auto to continue that run from the newest "
+                              "one that loads, or choose another run.name")
         return None
     if mode == "auto":
         # rank 0 chooses, so every rank resumes from the same file even if one sees a
-        # different set of files (a write in flight, a lagging network filesystem)
-        found = checkpoint.newest_valid(run_dir) if env.is_main else None
-        chosen = env.broadcast_object(str(found[0]) if found else "")
+        # different set of files (a write in flight, a lagging network filesystem); it
+        # sends its refusal the same way, so every rank raises it and none waits forever
+        chosen, refusal = env.broadcast_object(_choose(run_dir) if env.is_main else None)
+        if refusal:
+            raise ConfigError("train.resume", mode, refusal)
         return (Path(chosen), checkpoint.load(Path(chosen), env.device)) if chosen else None
     path = Path(mode)
     try:
         return path, checkpoint.load(path, env.device)
     except checkpoint.CheckpointError as e:
         raise ConfigError("train.resume", mode, str(e)) from None
+
+
+def _choose(run_dir: Path) -> tuple[str, str]:
+    """(path of the checkpoint to resume, "") or ("", why none may be): plain strings, to
+    broadcast."""
+    try:
+        found = checkpoint.newest_valid(run_dir)
+    except checkpoint.CheckpointError as e:
+        return "", (f"{e}. A fresh start would overwrite them: to start a new run, move "
+                    "them away or choose another run.name; to continue this one, set "
+                    "train.resume to the path of a good copy")
+    return (str(found[0]) if found else ""), ""
 
 
 def check_compatible(cfg: Config, saved: dict[str, Any], path: Path) -> None:
