@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from liss.taskspec import TASK_NAMES, specs_of
+
 
 class ConfigError(ValueError):
     """A bad configuration value: names the key, the value given and what is allowed."""
@@ -42,10 +44,6 @@ def opt(
     return field(default=default, metadata=meta)
 
 
-TASK_NAMES = ("rotation", "jigsaw", "depth", "gray")  # fixed priority order (spec §3)
-ACCURACY_TASKS = ("rotation", "jigsaw")  # the others are scored by their loss only
-# what a task's threshold reads: accuracy (pass when above) or loss (pass when below)
-TASK_METRICS = {"rotation": "acc", "jigsaw": "acc", "depth": "loss", "gray": "loss"}
 SCHEDULES = (
     "parallel",
     "sequential",
@@ -426,9 +424,9 @@ def selectable_metrics(cfg: Config) -> list[str]:
     s, t = cfg.schedule, cfg.train
     names = []
     for d in "AB":
-        for task in cfg.tasks.auxiliary_tasks:
-            names += [f"val/{d}/{task}_acc"] if task in ACCURACY_TASKS else []
-            names.append(f"val/{d}/{task}_loss")
+        for task in specs_of(cfg.tasks.auxiliary_tasks):
+            names += [f"val/{d}/{task.name}_acc"] if task.metric == "acc" else []
+            names.append(f"val/{d}/{task.name}_loss")
         names += [f"val/{d}/cycle_l1", f"val/{d}/idt_l1"]
         if s.task_schedule == "liss" or s.repr_mode == "distillation":
             names.append(f"val/{d}/distill_l1")
@@ -453,7 +451,7 @@ def validate(cfg: Config) -> None:
     tasks = cfg.tasks.auxiliary_tasks
     if len(set(tasks)) != len(tasks):
         raise ConfigError("tasks.auxiliary_tasks", tasks, "lists a task twice")
-    cfg.tasks.auxiliary_tasks = sorted(tasks, key=TASK_NAMES.index)
+    cfg.tasks.auxiliary_tasks = [s.name for s in specs_of(tasks)]
     needs_tasks = s.task_schedule.startswith("representational") or s.task_schedule == "additional"
     if needs_tasks and not tasks:
         raise ConfigError("tasks.auxiliary_tasks", tasks,

@@ -28,6 +28,7 @@ from liss.data.check import unusable_images
 from liss.data.images import Failures
 from liss.data.layout import DOMAINS, Split, load_splits
 from liss.data.sampler import StreamSampler
+from liss.taskspec import needs_depth
 
 log = logging.getLogger(__name__)
 VAL_KEY_SALT = 0x5EED_7A1  # validation keys are fixed, so jigsaw puzzles never change
@@ -183,7 +184,7 @@ def build_pipeline(cfg: Config, *, rank: int = 0, world_size: int = 1,
     splits = load_splits(root, direction=d.direction, val_fraction=d.val_fraction,
                          max_dataset_size=d.max_dataset_size)
     _require_images(cfg, splits, "")
-    with_depth = "depth" in cfg.tasks.auxiliary_tasks
+    with_depth = needs_depth(cfg.tasks.auxiliary_tasks)
     bad = _scan(splits, with_depth, rank, world_size)
     if bad and d.on_bad_file == "error":
         path = min(bad)
