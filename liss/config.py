@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -286,14 +287,12 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return int(value)
         raise ConfigError(key, value, "must be an integer")
     if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads `1e-4` (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(key, value, "must be a number")
+        number = _as_float(value)
+        if number is None:
+            raise ConfigError(key, value, "must be a number")
+        if not math.isfinite(number):  # nan passes every range check, inf every lower bound
+            raise ConfigError(key, value, "must be a finite number")
+        return number
     if hint is str:
         if isinstance(value, bool):  # YAML reads `true` for channels_last: keep it as text
             return "true" if value else "false"
@@ -305,6 +304,18 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             raise ConfigError(key, value, "must be a string")
         return value
     raise TypeError(f"unsupported config annotation for {key}: {hint}")
+
+
+def _as_float(value: Any) -> float | None:
+    """A number as a float (None if it is not one); PyYAML reads `1e-4` (no dot) as a string."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 # --------------------------------------------------------------------------- loading
