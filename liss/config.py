@@ -485,8 +485,9 @@ def validate(cfg: Config) -> None:
                           f"is not computed by this config{hint}; one of: {', '.join(names)}")
     if cfg.optim.name in ("", None):
         raise ConfigError("optim.name", cfg.optim.name, "must name an optimizer, e.g. radam")
-    if cfg.model.norm == "batch" and cfg.data.batch_size == 1:
-        raise ConfigError("model.norm", "batch", "batch norm needs data.batch_size >= 2 per rank")
+    if cfg.model.norm == "batch" and cfg.data.batch_size == 1:  # per rank: check_per_rank_batch
+        raise ConfigError("model.norm", "batch", "batch norm needs data.batch_size >= 2 (the "
+                          "global batch; each rank's share is checked when training starts)")
     if not cfg.run.name or "/" in cfg.run.name or cfg.run.name in (".", ".."):
         raise ConfigError("run.name", cfg.run.name, "must be a non-empty folder name without '/'")
     uri = cfg.tracking.uri
@@ -498,6 +499,19 @@ def validate(cfg: Config) -> None:
                                  "mysql"):
         raise ConfigError("tracking.uri", uri, f"unknown scheme {scheme!r}; use http(s)://..., "
                           "sqlite:///path or none")
+
+
+def check_per_rank_batch(cfg: Config, world_size: int) -> None:
+    """ConfigError when the global batch does not split evenly over `world_size` ranks, or
+    batch norm would see one image per rank; `validate` cannot, the world size comes later."""
+    batch = cfg.data.batch_size
+    if batch % world_size:
+        raise ConfigError("data.batch_size", batch,
+                          f"must be divisible by the world size ({world_size})")
+    per_rank = batch // world_size
+    if cfg.model.norm == "batch" and per_rank < 2:
+        raise ConfigError("model.norm", "batch", f"batch norm needs >= 2 images per rank; "
+                          f"data.batch_size={batch} over {world_size} ranks gives {per_rank}")
 
 
 # --------------------------------------------------------------------------- default.yaml
