@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from liss.taskspec import TASK_NAMES, specs_of
 
 
 class ConfigError(ValueError):
@@ -42,10 +45,6 @@ def opt(
     return field(default=default, metadata=meta)
 
 
-TASK_NAMES = ("rotation", "jigsaw", "depth", "gray")  # fixed priority order (spec §3)
-ACCURACY_TASKS = ("rotation", "jigsaw")  # the others are scored by their loss only
-# what a task's threshold reads: accuracy (pass when above) or loss (pass when below)
-TASK_METRICS = {"rotation": "acc", "jigsaw": "acc", "depth": "loss", "gray": "loss"}
 SCHEDULES = (
     "parallel",
     "sequential",
@@ -289,14 +288,12 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return int(value)
         raise ConfigError(key, value, "must be an integer")
     if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads `1e-4` (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(key, value, "must be a number")
+        number = _as_float(value)
+        if number is None:
+            raise ConfigError(key, value, "must be a number")
+        if not math.isfinite(number):  # nan passes every range check, inf every lower bound
+            raise ConfigError(key, value, "must be a finite number")
+        return number
     if hint is str:
         if isinstance(value, bool):  # YAML reads `true` for channels_last: keep it as text
             return "true" if value else "false"
@@ -308,6 +305,18 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             raise ConfigError(key, value, "must be a string")
         return value
     raise TypeError(f"unsupported config annotation for {key}: {hint}")
+
+
+def _as_float(value: Any) -> float | None:
+    """A number as a float (None if it is not one); PyYAML reads `1e-4` (no dot) as a string."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 # --------------------------------------------------------------------------- loading
@@ -427,9 +436,9 @@ def selectable_metrics(cfg: Config) -> list[str]:
     s, t = cfg.schedule, cfg.train
     names = []
     for d in "AB":
-        for task in cfg.tasks.auxiliary_tasks:
-            names += [f"val/{d}/{task}_acc"] if task in ACCURACY_TASKS else []
-            names.append(f"val/{d}/{task}_loss")
+        for task in specs_of(cfg.tasks.auxiliary_tasks):
+            names += [f"val/{d}/{task.name}_acc"] if task.metric == "acc" else []
+            names.append(f"val/{d}/{task.name}_loss")
         names += [f"val/{d}/cycle_l1", f"val/{d}/idt_l1"]
         if s.task_schedule == "liss" or s.repr_mode == "distillation":
             names.append(f"val/{d}/distill_l1")
@@ -454,7 +463,7 @@ def validate(cfg: Config) -> None:
     tasks = cfg.tasks.auxiliary_tasks
     if len(set(tasks)) != len(tasks):
         raise ConfigError("tasks.auxiliary_tasks", tasks, "lists a task twice")
-    cfg.tasks.auxiliary_tasks = sorted(tasks, key=TASK_NAMES.index)
+    cfg.tasks.auxiliary_tasks = [s.name for s in specs_of(tasks)]
     needs_tasks = s.task_schedule.startswith("representational") or s.task_schedule == "additional"
     if needs_tasks and not tasks:
         raise ConfigError("tasks.auxiliary_tasks", tasks,
@@ -477,8 +486,9 @@ def validate(cfg: Config) -> None:
                           f"is not computed by this config{hint}; one of: {', '.join(names)}")
     if cfg.optim.name in ("", None):
         raise ConfigError("optim.name", cfg.optim.name, "must name an optimizer, e.g. radam")
-    if cfg.model.norm == "batch" and cfg.data.batch_size == 1:
-        raise ConfigError("model.norm", "batch", "batch norm needs data.batch_size >= 2 per rank")
+    if cfg.model.norm == "batch" and cfg.data.batch_size == 1:  # per rank: check_per_rank_batch
+        raise ConfigError("model.norm", "batch", "batch norm needs data.batch_size >= 2 (the "
+                          "global batch; each rank's share is checked when training starts)")
     if not cfg.run.name or "/" in cfg.run.name or cfg.run.name in (".", ".."):
         raise ConfigError("run.name", cfg.run.name, "must be a non-empty folder name without '/'")
     uri = cfg.tracking.uri
@@ -490,6 +500,19 @@ def validate(cfg: Config) -> None:
                                  "mysql"):
         raise ConfigError("tracking.uri", uri, f"unknown scheme {scheme!r}; use http(s)://..., "
                           "sqlite:///path or none")
+
+
+def check_per_rank_batch(cfg: Config, world_size: int) -> None:
+    """ConfigError when the global batch does not split evenly over `world_size` ranks, or
+    batch norm would see one image per rank; `validate` cannot, the world size comes later."""
+    batch = cfg.data.batch_size
+    if batch % world_size:
+        raise ConfigError("data.batch_size", batch,
+                          f"must be divisible by the world size ({world_size})")
+    per_rank = batch // world_size
+    if cfg.model.norm == "batch" and per_rank < 2:
+        raise ConfigError("model.norm", "batch", f"batch norm needs >= 2 images per rank; "
+                          f"data.batch_size={batch} over {world_size} ranks gives {per_rank}")
 
 
 # --------------------------------------------------------------------------- default.yaml

@@ -11,14 +11,12 @@ from pathlib import Path
 
 from liss import config as config_lib
 from liss.config import ConfigError
+from liss.taskspec import TASKS
 from liss.tracking import REMOTE_RUN_TAG, REMOTE_URI_TAG, local_uri, resolve_uri
 
 SYNCED_TAG = "liss.synced_to"
 COLUMNS = (  # (header, metric keys shown as "A / B" or alone)
-    ("rot acc", ("val/A/rotation_acc", "val/B/rotation_acc")),
-    ("jig acc", ("val/A/jigsaw_acc", "val/B/jigsaw_acc")),
-    ("depth L1", ("val/A/depth_loss", "val/B/depth_loss")),
-    ("gray", ("val/A/gray_loss", "val/B/gray_loss")),
+    *((f"{s.short} {s.metric}", tuple(f"val/{d}/{s.val_metric}" for d in "AB")) for s in TASKS),
     ("cycle L1", ("val/A/cycle_l1", "val/B/cycle_l1")),
     ("A2B chg L1", ("test/A2B_changed_l1", "test/A2B_identity_changed_l1")),
     ("B2A chg L1", ("test/B2A_changed_l1", "test/B2A_identity_changed_l1")),

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from liss.config import TASK_METRICS, Config
+from liss.config import Config
+from liss.taskspec import specs_of
 
 IDENTITY, TRANSLATION = "identity", "translation"
 ENCODERS, TASK_HEADS, DECODERS, TRANSLATION_DS = (
@@ -94,10 +95,8 @@ class Schedule:
     @classmethod
     def from_config(cls, cfg: Config) -> Schedule:
         s = cfg.schedule
-        thresholds = {}
-        for task in cfg.tasks.auxiliary_tasks:
-            metric = TASK_METRICS[task]
-            thresholds[task] = Threshold(metric, getattr(s, f"{task}_{metric}_threshold"))
+        thresholds = {t.name: Threshold(t.metric, getattr(s, t.threshold_key))
+                      for t in specs_of(cfg.tasks.auxiliary_tasks)}
         return cls(s.task_schedule, cfg.tasks.auxiliary_tasks, thresholds, s.repr_mode)
 
     # ------------------------------------------------------------------ phases

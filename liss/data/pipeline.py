@@ -22,12 +22,13 @@ from typing import TypeVar
 
 import torch.distributed as dist
 
-from liss.config import Config, ConfigError
+from liss.config import Config, ConfigError, check_per_rank_batch
 from liss.data.batch import Batch, DomainBatch
 from liss.data.check import unusable_images
 from liss.data.images import Failures
 from liss.data.layout import DOMAINS, Split, load_splits
 from liss.data.sampler import StreamSampler
+from liss.taskspec import needs_depth
 
 log = logging.getLogger(__name__)
 VAL_KEY_SALT = 0x5EED_7A1  # validation keys are fixed, so jigsaw puzzles never change
@@ -176,14 +177,12 @@ def build_pipeline(cfg: Config, *, rank: int = 0, world_size: int = 1,
     if not root.is_dir():
         raise ConfigError("data.root", d.root, "dataset folder not found (create the built-in "
                           "one with `liss data synth data/synth`)")
-    if d.batch_size % world_size:
-        raise ConfigError("data.batch_size", d.batch_size,
-                          f"must be divisible by the world size ({world_size})")
+    check_per_rank_batch(cfg, world_size)
     backend = resolve_backend(d.backend, cfg.train.device)
     splits = load_splits(root, direction=d.direction, val_fraction=d.val_fraction,
                          max_dataset_size=d.max_dataset_size)
     _require_images(cfg, splits, "")
-    with_depth = "depth" in cfg.tasks.auxiliary_tasks
+    with_depth = needs_depth(cfg.tasks.auxiliary_tasks)
     bad = _scan(splits, with_depth, rank, world_size)
     if bad and d.on_bad_file == "error":
         path = min(bad)

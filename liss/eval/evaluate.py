@@ -30,9 +30,9 @@ from liss.eval import fid as fid_lib
 from liss.eval.generators import LoadError, config_of, read_state
 from liss.eval.paired import METRICS, paired_metrics
 from liss.model import LissModel, other
+from liss.taskspec import TASKS, needs_depth
 
-AUX_ROWS = (("rotation_acc", "rotation accuracy"), ("jigsaw_acc", "jigsaw accuracy"),
-            ("depth_loss", "depth L1"), ("gray_loss", "gray loss"), ("cycle_l1", "cycle L1"),
+AUX_ROWS = (*((s.val_metric, s.label) for s in TASKS), ("cycle_l1", "cycle L1"),
             ("idt_l1", "identity L1"), ("distill_l1", "distillation L1"))
 
 
@@ -66,7 +66,7 @@ def _aux_blockers(state: dict[str, Any], cfg: Config, split: Split) -> list[str]
             why.append(f"{name} has no task heads (a translation-only export)")
     if not all(split[d] for d in DOMAINS):
         why.append("a domain has no images in this split")
-    if "depth" in tasks:
+    if needs_depth(tasks):
         lacking = [f for d in DOMAINS for f in split[d] if not depth_path(f).is_file()]
         if lacking:
             why.append(f"depth maps are missing (e.g. {depth_path(lacking[0])})")
@@ -82,7 +82,7 @@ def task_metrics(model: LissModel, cfg: Config, splits: dict[str, Split], split:
     from liss.precision import Precision
 
     data = InputPipeline(cfg, splits, "torch", rank=0, world_size=1,
-                         with_depth="depth" in cfg.tasks.auxiliary_tasks, pin_memory=False)
+                         with_depth=needs_depth(cfg.tasks.auxiliary_tasks), pin_memory=False)
     env = DistEnv(rank=0, world_size=1, local_rank=0, device=device)
     metrics = run_validation(model, data, env, Precision("fp32", device), channels_last=False,
                              split=split)

@@ -21,13 +21,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from liss.config import TASK_METRICS, TASK_NAMES
 from liss.eval.generators import LoadError
 from liss.runs import RunRef, phase_starts, resolve_refs
 from liss.schedule import IDENTITY, TRANSLATION, Phase, Schedule, Threshold, metric_key
+from liss.taskspec import TASKS, spec_of, specs_of
 
-SHORT = {"rotation": "rot", "jigsaw": "jig", "depth": "depth", "gray": "gray",
-         IDENTITY: "idt", TRANSLATION: "transl"}
+SHORT = {**{s.name: s.short for s in TASKS}, IDENTITY: "idt", TRANSLATION: "transl"}
 RIBBON = 0.04  # axes height of one run's phase ribbon when several runs are overlaid
 
 
@@ -67,9 +66,10 @@ class Row:
 
 def phase_sequence(schedule: str, tasks: Sequence[str], repr_mode: str) -> list[Phase]:
     """Every phase the schedule goes through, in order (its switches forced)."""
-    thresholds = {t: Threshold(TASK_METRICS[t], 0.5) for t in tasks}
-    passing = {metric_key(d, t, TASK_METRICS[t]): 1.0 if TASK_METRICS[t] == "acc" else 0.0
-               for t in tasks for d in "AB"}
+    specs = specs_of(tasks)
+    thresholds = {t.name: Threshold(t.metric, 0.5) for t in specs}
+    passing = {metric_key(d, t.name, t.metric): 1.0 if t.higher_is_better else 0.0
+               for t in specs for d in "AB"}
     s = Schedule(schedule, tasks, thresholds, repr_mode)
     phases = [s.initial()]
     while not s.is_final(phases[-1]):
@@ -88,7 +88,7 @@ def load_run(ref: RunRef) -> RunHistory:
     history = {}
     for t in tasks:
         for d in "AB":
-            key = metric_key(d, t, TASK_METRICS[t])
+            key = metric_key(d, t, spec_of(t).metric)
             points = client.get_metric_history(ref.run_id, key)
             history[key] = sorted((m.step, m.value) for m in points)
     last = max((points[-1][0] for points in history.values() if points), default=0)
@@ -110,18 +110,18 @@ def _value_at(points: list[tuple[int, float]], step: int) -> float | None:
 def forgetting_rows(run: RunHistory) -> list[Row]:
     rows = []
     for t in run.tasks:
-        metric = TASK_METRICS[t]
+        spec = spec_of(t)
         off = next((p.start for i, p in enumerate(run.phases)
                     if i and t in run.phases[i - 1].active and t not in p.active), None)
         for d in "AB":
-            points = run.history[metric_key(d, t, metric)]
+            points = run.history[metric_key(d, t, spec.metric)]
             if not points:
                 continue
             final_step, final = points[-1]
             at_off = None if off is None else _value_at(points, off)
             change = None if at_off is None else (
-                at_off - final if metric == "acc" else final - at_off)
-            rows.append(Row(run.name, t, d, metric, off, at_off, final_step, final, change))
+                at_off - final if spec.higher_is_better else final - at_off)
+            rows.append(Row(run.name, t, d, spec.metric, off, at_off, final_step, final, change))
     return rows
 
 
@@ -175,26 +175,25 @@ def plot(runs: Sequence[RunHistory], out: Path) -> Path:
         raise LoadError("the forgetting figure needs matplotlib (pip install matplotlib)"
                         ) from None
     present = {t for r in runs for t in r.tasks}
-    tasks = [t for t in TASK_NAMES if t in present]
+    tasks = specs_of(present)
     if not tasks:
         raise LoadError("no auxiliary task in these runs: nothing to plot")
     fig, axes = plt.subplots(len(tasks), 1, figsize=(9, 1.2 + 2.4 * len(tasks)), sharex=True,
                              squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, t in zip(axes[:, 0], tasks, strict=True):
-        metric = TASK_METRICS[t]
+    for ax, spec in zip(axes[:, 0], tasks, strict=True):
         for i, run in enumerate(runs):
             color = colors[i % len(colors)]
             for d, style in (("A", "-"), ("B", "--")):
-                points = run.history.get(metric_key(d, t, metric), [])
+                points = run.history.get(metric_key(d, spec.name, spec.metric), [])
                 if points:
                     steps, values = zip(*points, strict=True)
                     ax.plot(steps, values, style, color=color, lw=1.4, marker=".", ms=3,
                             label=f"{run.name} {d}" if len(runs) > 1 else f"domain {d}")
             for row in forgetting_rows(run):
-                if row.task == t and row.off_step is not None:
+                if row.task == spec.name and row.off_step is not None:
                     ax.plot([row.off_step], [row.at_off], "o", color=color, ms=6, mfc="none")
-        ax.set_ylabel(f"{t} {'accuracy' if metric == 'acc' else 'loss'}")
+        ax.set_ylabel(spec.label)
         _bands(ax, runs, colors)
     axes[0, 0].legend(fontsize=7, loc="best", ncol=2 if len(runs) > 2 else 1)
     axes[-1, 0].set_xlabel("step")

@@ -1,17 +1,29 @@
 """The auxiliary-task protocol: build inputs from a batch on device, a head, a loss, a metric.
 
-Adding a task means one module with an `AuxTask` subclass, registered in `liss.tasks`.
+What the rest of liss knows about a task without torch (config keys, threshold, chance
+level, labels) is its `TaskSpec` in `liss.taskspec`; the class only adds the computation.
+Adding a task means:
+
+1. a `TaskSpec` in `liss.taskspec.TASKS`, at its place in the priority order;
+2. its config fields: `loss.<lambda_key>`, `optim.lr_<name>` and
+   `schedule.<name>_<metric>_threshold` (tests/unit/test_taskspec.py checks they exist);
+3. a module here with an `AuxTask` subclass whose `spec` is that entry, listed in
+   `liss.tasks.TASK_CLASSES`.
+
+Config validation, schedules, optimizer groups, reports and `liss runs compare` /
+`liss forgetting` pick it up from the spec.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from torch import Tensor, nn
 
 from liss.config import ModelConfig
+from liss.taskspec import Metric, TaskSpec
 
 
 @dataclass(frozen=True)
@@ -23,20 +35,40 @@ class TaskInputs:
 
 
 class AuxTask(ABC):
-    """One self-supervised task. Stateless; losses are unweighted (the model applies λ)."""
+    """One self-supervised task. Stateless; losses are unweighted (the model applies λ).
 
-    name: ClassVar[str]
-    metric: ClassVar[Literal["acc", "loss"]]
-    lambda_key: ClassVar[str]  # LossConfig field weighting the task
-    has_discriminator: ClassVar[bool] = False
+    `gan_mode` is the adversarial loss of tasks with a discriminator (ignored by others).
+    """
+
+    spec: ClassVar[TaskSpec]
+
+    def __init__(self, gan_mode: str = "lsgan"):
+        self.gan_mode = gan_mode
+
+    # the spec's facts, under the names the model and trainer read
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
     @property
-    def threshold_key(self) -> str:
-        return f"{self.name}_{self.metric}_threshold"
+    def metric(self) -> Metric:
+        return self.spec.metric
+
+    @property
+    def lambda_key(self) -> str:
+        return self.spec.lambda_key
 
     @property
     def lr_key(self) -> str:
-        return f"lr_{self.name}"
+        return self.spec.lr_key
+
+    @property
+    def threshold_key(self) -> str:
+        return self.spec.threshold_key
+
+    @property
+    def has_discriminator(self) -> bool:
+        return self.spec.has_discriminator
 
     @abstractmethod
     def head(self, cfg: ModelConfig) -> nn.Module:

@@ -9,6 +9,7 @@ from torch.nn import functional as F
 from liss.config import ModelConfig
 from liss.nn.generator import ImageHead
 from liss.tasks.base import AuxTask, TaskInputs
+from liss.taskspec import spec_of
 
 
 def depth_target(depth: Tensor) -> Tensor:
@@ -17,9 +18,7 @@ def depth_target(depth: Tensor) -> Tensor:
 
 
 class DepthTask(AuxTask):
-    name = "depth"
-    metric = "loss"
-    lambda_key = "lambda_D"
+    spec = spec_of("depth")
 
     def head(self, cfg: ModelConfig) -> nn.Module:
         return ImageHead(cfg.ngf, cfg.head_blocks, cfg.norm, out_channels=1, tanh=False,

@@ -9,6 +9,7 @@ from liss.config import ModelConfig
 from liss.losses import gan_loss
 from liss.nn.generator import ImageHead
 from liss.tasks.base import AuxTask, TaskInputs
+from liss.taskspec import spec_of
 
 # ITU-R 601-2 luma, as PIL's "L" conversion. The weights sum to 1, so applying them to
 # [-1, 1] images gives the same gray as converting in [0, 1] and rescaling.
@@ -24,13 +25,7 @@ def to_gray(images: Tensor) -> Tensor:
 
 
 class GrayTask(AuxTask):
-    name = "gray"
-    metric = "loss"
-    lambda_key = "lambda_G"
-    has_discriminator = True
-
-    def __init__(self, gan_mode: str = "lsgan"):
-        self.gan_mode = gan_mode
+    spec = spec_of("gray")
 
     def head(self, cfg: ModelConfig) -> nn.Module:
         return ImageHead(cfg.ngf, cfg.head_blocks, cfg.norm, out_channels=3, tanh=True,

@@ -14,9 +14,9 @@ from liss import rng
 from liss.config import ModelConfig
 from liss.nn.generator import ClassifierHead
 from liss.tasks.base import AuxTask, TaskInputs
+from liss.taskspec import N_PERMUTATIONS, spec_of
 
 GRID = 3
-N_PERMUTATIONS = 64
 CROP_RATIO = 222 / 256  # the original cut a 222 px puzzle (74 px tiles) out of 256 px crops
 STREAM_Y, STREAM_X, STREAM_PERM = 101, 102, 103
 
@@ -78,9 +78,7 @@ def jigsaw(images: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class JigsawTask(AuxTask):
-    name = "jigsaw"
-    metric = "acc"
-    lambda_key = "lambda_J"
+    spec = spec_of("jigsaw")
 
     def head(self, cfg: ModelConfig) -> nn.Module:
         return ClassifierHead(cfg.ngf, cfg.norm, N_PERMUTATIONS)

@@ -9,8 +9,7 @@ from torch.nn import functional as F
 from liss.config import ModelConfig
 from liss.nn.generator import ClassifierHead
 from liss.tasks.base import AuxTask, TaskInputs
-
-N_ROTATIONS = 4
+from liss.taskspec import N_ROTATIONS, spec_of
 
 
 def rotation_stack(images: Tensor) -> tuple[Tensor, Tensor]:
@@ -29,9 +28,7 @@ def rotation_stack(images: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class RotationTask(AuxTask):
-    name = "rotation"
-    metric = "acc"
-    lambda_key = "lambda_R"
+    spec = spec_of("rotation")
 
     def head(self, cfg: ModelConfig) -> nn.Module:
         return ClassifierHead(cfg.ngf, cfg.norm, N_ROTATIONS)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from liss.config import ConfigError, OptimConfig
+from liss.taskspec import spec_of
 
 # torch.optim classes that cannot train these networks: the base class, L-BFGS (its step
 # needs a closure re-evaluating the loss), SparseAdam (sparse gradients only) and Muon (2-D
@@ -42,10 +43,10 @@ def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
 
 
 def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
-    """One optimizer over `groups`; a group with a `task` key gets `lr_<task>` if > 0."""
+    """One optimizer over `groups`; a group with a `task` key gets its task's lr if > 0."""
     cls = optimizer_class(cfg.name)
     for g in groups:
-        task_lr = getattr(cfg, f"lr_{g['task']}") if "task" in g else 0.0
+        task_lr = getattr(cfg, spec_of(g["task"]).lr_key) if "task" in g else 0.0
         g["lr"] = task_lr if task_lr > 0 else cfg.lr
         g["initial_lr"] = g["lr"]
     accepted = inspect.signature(cls.__init__).parameters

@@ -6,14 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from liss.schedule import Event
-from liss.tasks.jigsaw import N_PERMUTATIONS
-from liss.tasks.rotation import N_ROTATIONS
+from liss.taskspec import TASKS
 
 ROWS = (  # (metric suffix, label, chance level or None)
-    ("rotation_acc", "rotation accuracy", 1 / N_ROTATIONS),
-    ("jigsaw_acc", "jigsaw accuracy", 1 / N_PERMUTATIONS),
-    ("depth_loss", "depth L1", None),
-    ("gray_loss", "gray loss", None),
+    *((s.val_metric, s.label, s.chance) for s in TASKS),
     ("cycle_l1", "cycle L1", None),
 )
 
