@@ -166,7 +166,7 @@ def test_epoch_rule_ends_training(tiny_config) -> None:
     assert t.fit() == 0
     per_epoch = t.data.epoch_length / t.cfg.data.batch_size
     assert t.step == math.ceil(3 * per_epoch)  # 1 constant + 1 full-lr + 1 decayed epoch
-    assert t.decay.decay_epochs == 2 and t.epochs_done == 3
+    assert t.decay.decay_epochs == 2 and t.counters.epochs_done == 3
 
 
 def test_decay_waits_for_translation_and_max_steps_caps(tiny_config) -> None:
@@ -174,9 +174,9 @@ def test_decay_waits_for_translation_and_max_steps_caps(tiny_config) -> None:
                      "schedule.rotation_acc_threshold=1.0", "optim.n_epochs=0",
                      "optim.n_epochs_decay=1", "train.max_steps=12", "train.val_every=4")
     assert t.fit() == 0
-    assert t.step == 12 and t.epochs_done >= 2
+    assert t.step == 12 and t.counters.epochs_done >= 2
     assert t.decay.decay_epochs == 0 and t.phase == Phase(0, ("rotation",))
-    assert t.opt_G.param_groups[0]["lr"] == t.cfg.optim.lr
+    assert t.sides["G"].optimizer.param_groups[0]["lr"] == t.cfg.optim.lr
 
 
 @pytest.mark.parametrize(("name", "ratio"), [("radam", 4.0), ("legacy_radam", 1.0)])

@@ -55,7 +55,8 @@ def test_checkpoint_layout(finished_run: Path) -> None:
     assert state["step"] == 6
     assert {"G_A", "G_B", "D_A", "D_B"} <= set(state["models"])
     assert state["config"]["train"]["max_steps"] == 6
-    assert {"G", "D"} == set(state["optimizers"]) and state["optimizers"]["G"]["state"]
+    assert {"G", "D"} == set(state["sides"]) and state["sides"]["G"]["optimizer"]["state"]
+    assert {"optimizer", "scaler", "skipped"} == set(state["sides"]["D"])
     assert state["schedule"]["phase"]["index"] == 0
     assert state["tracking"]["run_id"]
 

@@ -17,6 +17,7 @@ Config validation, schedules, optimizer groups, reports and `liss runs compare` 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -24,6 +25,10 @@ from torch import Tensor, nn
 
 from liss.config import ModelConfig
 from liss.taskspec import Metric, TaskSpec
+
+# A task's discriminator as its loss calls it: in the G step a frozen view
+# (`liss.nn.blocks.call_frozen`), so the generator's loss never trains it.
+Critic = Callable[[Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,7 @@ class AuxTask(ABC):
         """Inputs and targets from real images [N,3,H,W] in [-1,1] (and depth [N,1,H,W])."""
 
     @abstractmethod
-    def loss(self, pred: Tensor, target: Tensor, discriminator: nn.Module | None) -> Tensor:
+    def loss(self, pred: Tensor, target: Tensor, discriminator: Critic | None) -> Tensor:
         """The task's loss, mean over the batch."""
 
     def correct(self, pred: Tensor, target: Tensor) -> Tensor:

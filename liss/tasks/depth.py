@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from liss.config import ModelConfig
 from liss.nn.generator import ImageHead
-from liss.tasks.base import AuxTask, TaskInputs
+from liss.tasks.base import AuxTask, Critic, TaskInputs
 from liss.taskspec import spec_of
 
 
@@ -29,5 +29,5 @@ class DepthTask(AuxTask):
             raise ValueError("the depth task needs depth maps in the batch")
         return TaskInputs(None, depth_target(depth))
 
-    def loss(self, pred: Tensor, target: Tensor, discriminator: nn.Module | None) -> Tensor:
+    def loss(self, pred: Tensor, target: Tensor, discriminator: Critic | None) -> Tensor:
         return F.l1_loss(pred.float(), target)

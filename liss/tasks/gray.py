@@ -8,7 +8,7 @@ from torch.nn import functional as F
 from liss.config import ModelConfig
 from liss.losses import gan_loss
 from liss.nn.generator import ImageHead
-from liss.tasks.base import AuxTask, TaskInputs
+from liss.tasks.base import AuxTask, Critic, TaskInputs
 from liss.taskspec import spec_of
 
 # ITU-R 601-2 luma, as PIL's "L" conversion. The weights sum to 1, so applying them to
@@ -34,7 +34,7 @@ class GrayTask(AuxTask):
     def inputs(self, image: Tensor, depth: Tensor | None, keys: Tensor) -> TaskInputs:
         return TaskInputs(to_gray(image), image)
 
-    def loss(self, pred: Tensor, target: Tensor, discriminator: nn.Module | None) -> Tensor:
+    def loss(self, pred: Tensor, target: Tensor, discriminator: Critic | None) -> Tensor:
         if discriminator is None:
             raise ValueError("the gray task needs its discriminator")
         adversarial = gan_loss(discriminator(pred), True, self.gan_mode)

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from liss import rng
 from liss.config import ModelConfig
 from liss.nn.generator import ClassifierHead
-from liss.tasks.base import AuxTask, TaskInputs
+from liss.tasks.base import AuxTask, Critic, TaskInputs
 from liss.taskspec import N_PERMUTATIONS, spec_of
 
 GRID = 3
@@ -87,7 +87,7 @@ class JigsawTask(AuxTask):
         puzzle, target = jigsaw(image, keys)
         return TaskInputs(puzzle, target)
 
-    def loss(self, pred: Tensor, target: Tensor, discriminator: nn.Module | None) -> Tensor:
+    def loss(self, pred: Tensor, target: Tensor, discriminator: Critic | None) -> Tensor:
         return F.cross_entropy(pred.float(), target)
 
     def correct(self, pred: Tensor, target: Tensor) -> Tensor:

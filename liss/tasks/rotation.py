@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from liss.config import ModelConfig
 from liss.nn.generator import ClassifierHead
-from liss.tasks.base import AuxTask, TaskInputs
+from liss.tasks.base import AuxTask, Critic, TaskInputs
 from liss.taskspec import N_ROTATIONS, spec_of
 
 
@@ -37,7 +37,7 @@ class RotationTask(AuxTask):
         stack, labels = rotation_stack(image)
         return TaskInputs(stack, labels)
 
-    def loss(self, pred: Tensor, target: Tensor, discriminator: nn.Module | None) -> Tensor:
+    def loss(self, pred: Tensor, target: Tensor, discriminator: Critic | None) -> Tensor:
         return F.cross_entropy(pred.float(), target)
 
     def correct(self, pred: Tensor, target: Tensor) -> Tensor:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
+import torch
 from torch import Tensor
 
+from liss.data.layout import DOMAINS
+from liss.data.pipeline import InputPipeline
 from liss.train.grid import render_grid, save_png
 from liss.train.system import system_metrics
 
@@ -129,7 +132,15 @@ class LogGrid(Job):
     """Real / translated / reconstructed (and task) images of fixed validation samples;
     `every=0` draws one at each validation instead."""
 
+    SAMPLES: ClassVar[int] = 4
+
     samples: dict = field(default_factory=dict)
+
+    def pick_samples(self, data: InputPipeline, device: torch.device,
+                     channels_last: bool) -> None:
+        """The first `SAMPLES` validation images of each domain, shown at every grid."""
+        self.samples = {d: next(iter(data.eval_batches("val", d, batch_size=self.SAMPLES)))
+                        .to(device, channels_last) for d in DOMAINS}
 
     def run(self, trainer: Trainer, metrics: Metrics) -> Metrics:
         if trainer.env.is_main:

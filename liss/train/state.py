@@ -5,6 +5,7 @@ checkpoint from these and the components' own state dicts; `liss.checkpoint` onl
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,10 @@ import numpy as np
 import torch
 
 from liss.config import Config
+from liss.pool import ImagePool
 from liss.schedule import Event, Phase
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,6 +71,21 @@ def set_process_rng_state(state: dict[str, Any]) -> None:
                          n["has_gauss"], n["gauss"]))
     values = state["python"].tolist()
     random.setstate((values[0], tuple(values[1:]), None))
+
+
+def restore_rank_state(ranks: list[dict[str, Any]], rank: int, world_size: int,
+                       pools: dict[str, ImagePool], device: torch.device) -> None:
+    """This rank's pools and RNG. Saved by another world size (or best.pt, which holds
+    rank 0's only), rank 0 takes the first entry and the others keep their fresh seeds."""
+    if len(ranks) != world_size:
+        if rank != 0:
+            return
+        log.warning("checkpoint holds pools and RNG of %d rank(s), this run has %d: rank 0 "
+                    "restores the first, the others start theirs afresh", len(ranks), world_size)
+    mine = ranks[rank]
+    for d, pool in pools.items():
+        pool.load_state_dict(mine["pools"][d], device)
+    set_process_rng_state(mine["rng"])
 
 
 def generators_export(models: dict[str, torch.nn.Module], cfg: Config, step: int,

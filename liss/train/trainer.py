@@ -8,12 +8,11 @@ The schedule's `Phase` is the only source of truth for what is computed and trai
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -33,24 +32,25 @@ from liss.model import LissModel
 from liss.pool import ImagePool
 from liss.precision import resolve_channels_last, resolve_precision
 from liss.schedule import TRANSLATION, Event, Phase, Schedule
-from liss.tracking import Tracker, check_uri, git_commit, start_tracking
+from liss.tracking import Tracker, check_uri, start_tracking
 from liss.train import jobs
 from liss.train.optim import LinearDecay, build_optimizer, optimizer_class
 from liss.train.progress import Progress
 from liss.train.resume import check_compatible, find_resume_state
+from liss.train.run_folder import RunFolder, run_tags
 from liss.train.signals import EXIT_PREEMPTED, PreemptionHandler
 from liss.train.state import (
     Counters,
     SchedulePosition,
     generators_export,
     process_rng_state,
-    set_process_rng_state,
+    restore_rank_state,
 )
 from liss.train.steps import DiscriminatorStep, GeneratorStep, Side
 from liss.train.summary import format_summary
 
-GRID_SAMPLES = 4
 log = logging.getLogger(__name__)
+J = TypeVar("J", bound=jobs.Job)
 
 
 class Trainer:
@@ -86,6 +86,7 @@ class Trainer:
         self.decay = LinearDecay(cfg.optim.n_epochs, cfg.optim.n_epochs_decay)
         self.counters = Counters()
         self.tracker: Tracker = Tracker()
+        self.folder = RunFolder(self.run_dir, self.tracker)
         self.progress = Progress(cfg.train.max_steps, enabled=cfg.train.progress,
                                  is_main=env.is_main)
         self.first_metrics: dict[str, float] = {}
@@ -107,6 +108,10 @@ class Trainer:
     @property
     def step(self) -> int:
         return self.counters.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.counters.step = value
 
     @property
     def phase(self) -> Phase:
@@ -146,15 +151,9 @@ class Trainer:
         self.position.events.append(event)
         self._apply_phase()
         if self.env.is_main:
-            self._write_events()
+            self.folder.write_events(self.events)
             self.progress.message(f"[step {event.step}] phase {event.phase} "
                                   f"{'+'.join(event.active)}: {event.reason}")
-
-    def _write_events(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self.run_dir / "schedule_events.json"
-        path.write_text(json.dumps([e.to_dict() for e in self.position.events], indent=1))
-        self.tracker.log_artifact(path)
 
     @property
     def events(self) -> list[Event]:
@@ -178,18 +177,6 @@ class Trainer:
         self.tracker.log_metrics(metrics, self.step)
         self.first_metrics = self.first_metrics or metrics
         self.last_metrics = metrics
-        return metrics
-
-    def evaluate_test(self) -> dict[str, float]:
-        """Paired ground-truth scores on the test split, where the dataset has truth."""
-        if not self.env.is_main:
-            return {}
-        d = self.cfg.data
-        test = self.data.splits["test"]
-        metrics = paired_metrics(self.model, Path(d.root), {"A": test.A, "B": test.B},
-                                 load_size=d.load_size, crop_size=d.crop_size,
-                                 direction=d.direction, device=self.env.device)
-        self.tracker.log_metrics(metrics, self.step)
         return metrics
 
     # ------------------------------------------------------------------ state
@@ -225,24 +212,10 @@ class Trainer:
         self._apply_phase()
         for name, side in self.sides.items():
             side.load_state_dict(state["sides"][name])
-        self._load_rank_state(state["ranks"])
+        restore_rank_state(state["ranks"], self.env.rank, self.env.world_size, self.pools,
+                           self.env.device)
         self.counters.load_state_dict(state["trainer"])
         self.decay.load_state_dict(state["trainer"])
-
-    def _load_rank_state(self, ranks: list[dict[str, Any]]) -> None:
-        """This rank's pools and RNG. Saved by another world size (or best.pt, which holds
-        rank 0's only), rank 0 takes the first entry and the others keep their fresh seeds."""
-        env = self.env
-        if len(ranks) != env.world_size:
-            if not env.is_main:
-                return
-            log.warning("checkpoint holds pools and RNG of %d rank(s), this run has %d: "
-                        "rank 0 restores the first, the others start theirs afresh",
-                        len(ranks), env.world_size)
-        mine = ranks[env.rank]
-        for d, pool in self.pools.items():
-            pool.load_state_dict(mine["pools"][d], env.device)
-        set_process_rng_state(mine["rng"])
 
     def save_checkpoint(self) -> Path | None:
         """Collective: every rank hands its pools and RNG to rank 0, which writes the file."""
@@ -270,64 +243,81 @@ class Trainer:
         for batch in self.data.train_batches(start_step=self.step):
             yield batch.to(self.env.device, self.channels_last)
 
-    def _grid_samples(self) -> dict:
-        out = {}
-        for d in DOMAINS:
-            batches = iter(self.data.eval_batches("val", d, batch_size=GRID_SAMPLES))
-            out[d] = next(batches).to(self.env.device, self.channels_last)
-        return out
-
     def fit(self) -> int:
-        cfg, env = self.cfg, self.env
-        resumed = find_resume_state(cfg, env, self.run_dir)
-        if resumed is not None:
-            path, state = resumed
-            check_compatible(cfg, state["config"], path)
-            self.load_state_dict(state)
+        """Resume or start, train until done or preempted; returns the process exit code."""
+        resumed = self._resume()
         if resumed is not None and self._finished():
             self.progress.message(f"{self.run_dir} is already complete at step {self.step} "
                                   "(raise train.max_steps to extend it, or pick a new run.name)")
             return 0
-        check_uri(cfg)  # a store that cannot work is refused before the run folder exists
-        if env.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            config_lib.save(cfg, self.run_dir / "config.yaml")
-        run_id = (resumed[1]["tracking"]["run_id"] or None) if resumed else None
-        self.tracker = start_tracking(cfg, env.is_main, run_id=run_id)
-        self._report_skipped_files()
-        if resumed is None:
-            self.tracker.log_params(config_lib.flatten(cfg))
-            self.tracker.set_tags(self._tags())
-            self.tracker.log_artifact(self.run_dir / "config.yaml")
-            if env.is_main:
-                self._write_events()
-        else:
-            self.progress.message(f"resumed from {resumed[0]} at step {self.step}")
-        if env.is_main:
-            next(j for j in self.jobs if isinstance(j, jobs.LogGrid)).samples = \
-                self._grid_samples()
-
-        status = "FAILED"
+        self._open_run(resumed)
+        status, completed = "FAILED", False
         try:
             with PreemptionHandler() as preemption:
                 completed = self._loop(preemption)
-            if completed and env.is_main:
-                self._log_final_artifacts()
-                test_metrics = self.evaluate_test()
-                self.progress.message(format_summary(self.first_metrics, self.last_metrics,
-                                                     test_metrics, self.events))
+            if completed and self.env.is_main:
+                self._finish()
             status = "FINISHED" if completed else "KILLED"
         finally:
             self.progress.close()
-            if env.is_main:
+            if self.env.is_main:
                 self.tracker.close(status)
-        if env.is_main:
-            self._write_status("completed" if completed else "preempted")
-        if not completed:
-            self.progress.message(f"preempted at step {self.step}: checkpoint written, exit "
-                                  f"{EXIT_PREEMPTED} (resume with train.resume=auto)")
-            return EXIT_PREEMPTED
-        return 0
+        if self.env.is_main:
+            self.folder.write_status("completed" if completed else "preempted", self.step)
+        if completed:
+            return 0
+        self.progress.message(f"preempted at step {self.step}: checkpoint written, exit "
+                              f"{EXIT_PREEMPTED} (resume with train.resume=auto)")
+        return EXIT_PREEMPTED
+
+    def _resume(self) -> tuple[Path, dict[str, Any]] | None:
+        """Load the checkpoint `train.resume` picks, if any, once its config is compatible."""
+        resumed = find_resume_state(self.cfg, self.env, self.run_dir)
+        if resumed is not None:
+            path, state = resumed
+            check_compatible(self.cfg, state["config"], path)
+            self.load_state_dict(state)
+        return resumed
+
+    def _open_run(self, resumed: tuple[Path, dict[str, Any]] | None) -> None:
+        """The run folder, the MLflow run (new, or the checkpoint's) and the grid samples."""
+        cfg, main = self.cfg, self.env.is_main
+        check_uri(cfg)  # a store that cannot work is refused before the run folder exists
+        run_id = (resumed[1]["tracking"]["run_id"] or None) if resumed else None
+        self.tracker = start_tracking(cfg, main, run_id=run_id)
+        self.folder = RunFolder(self.run_dir, self.tracker)
+        if not main:
+            return
+        self.folder.write_config(cfg)
+        if self.data.skipped_count:
+            path = self.folder.write_skipped_files(self.data.skipped_files)
+            self.progress.message(f"data.on_bad_file=skip: {self.data.skipped_count} unusable "
+                                  f"files left out, listed in {path}")
+        if resumed is None:
+            self.tracker.log_params(config_lib.flatten(cfg))
+            self.tracker.set_tags(run_tags(cfg, self.env.world_size, str(self.env.device),
+                                           self.precision.name))
+            self.tracker.log_artifact(self.run_dir / "config.yaml")
+            self.folder.write_events(self.events)
+        else:
+            self.progress.message(f"resumed from {resumed[0]} at step {self.step}")
+        self._job(jobs.LogGrid).pick_samples(self.data, self.env.device, self.channels_last)
+
+    def _finish(self) -> None:
+        """Rank 0, after the last step: generators, test-split truth scores, the report."""
+        self.folder.write_generators(
+            generators_export(self.model.networks(), self.cfg, self.step, checkpoint.FORMAT),
+            self.step, self.cfg.tracking.log_checkpoints)
+        d, test = self.cfg.data, self.data.splits["test"]
+        test_metrics = paired_metrics(self.model, Path(d.root), {"A": test.A, "B": test.B},
+                                      load_size=d.load_size, crop_size=d.crop_size,
+                                      direction=d.direction, device=self.env.device)
+        self.tracker.log_metrics(test_metrics, self.step)
+        self.progress.message(format_summary(self.first_metrics, self.last_metrics,
+                                             test_metrics, self.events))
+
+    def _job(self, kind: type[J]) -> J:
+        return next(j for j in self.jobs if isinstance(j, kind))
 
     def _loop(self, preemption: PreemptionHandler) -> bool:
         """Train until done (True) or preempted (False, after a checkpoint)."""
@@ -354,7 +344,7 @@ class Trainer:
 
     def _stop(self, data_failed: bool, failure: BadImageError | None) -> None:
         """Checkpoint (unless this step's is written); on a data failure, raise after it."""
-        next(j for j in self.jobs if isinstance(j, jobs.SaveCheckpoint)).run(self, {})
+        self._job(jobs.SaveCheckpoint).run(self, {})
         if data_failed:
             raise BadImageError(f"{failure or 'another rank could not read a file'} "
                                 f"(checkpoint saved at step {self.step}: fix or remove the "
@@ -367,43 +357,6 @@ class Trainer:
             return next(batches), None
         except BadImageError as e:
             return None, e
-
-    def _report_skipped_files(self) -> None:
-        """With data.on_bad_file=skip: say how many files were left out, list them in the
-        run folder (`skipped_files.tsv`) and track that list."""
-        if not (self.env.is_main and self.data.skipped_count):
-            return
-        path = self.run_dir / "skipped_files.tsv"
-        lines = [f"{split}\t{p}\t{reason}" for split, items in self.data.skipped_files.items()
-                 for p, reason in items]
-        path.write_text("split\tpath\treason\n" + "\n".join(lines) + "\n")
-        self.progress.message(f"data.on_bad_file=skip: {self.data.skipped_count} unusable "
-                              f"files left out, listed in {path}")
-        self.tracker.log_artifact(path)
-
-    def _log_final_artifacts(self) -> None:
-        """The trained generators (what `liss translate` needs), and optionally the checkpoint."""
-        path = self.run_dir / "generators.pt"
-        checkpoint.write_atomic(generators_export(self.model.networks(), self.cfg, self.step,
-                                                  checkpoint.FORMAT), path)
-        self.tracker.log_artifact(path)
-        if self.cfg.tracking.log_checkpoints:
-            latest = checkpoint.checkpoint_dir(self.run_dir) / f"step_{self.step}.pt"
-            self.tracker.log_artifact(latest, "checkpoints")
-
-    def _write_status(self, status: str) -> None:
-        """`status.json`: what launchers read to skip finished points and requeue others."""
-        (self.run_dir / "status.json").write_text(json.dumps(
-            {"status": status, "step": self.step, "run_id": self.tracker.run_id,
-             "tracking_uri": getattr(self.tracker, "uri", None)}))
-
-    def _tags(self) -> dict[str, str]:
-        c = self.cfg
-        tags = {"schedule": c.schedule.task_schedule, "repr_mode": c.schedule.repr_mode,
-                "tasks": ",".join(c.tasks.auxiliary_tasks), "seed": str(c.run.seed),
-                "world_size": str(self.env.world_size), "device": str(self.env.device),
-                "precision": self.precision.name, "git_commit": git_commit()}
-        return {k: v for k, v in tags.items() if v}
 
 
 def train(cfg: Config) -> int:

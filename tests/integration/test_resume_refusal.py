@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from liss import checkpoint
 from liss.cli import main
 from liss.config import ConfigError
-from liss import checkpoint
 from liss.distributed import DistEnv
 from liss.train.resume import find_resume_state
 
