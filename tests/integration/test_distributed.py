@@ -16,7 +16,7 @@ import torch
 from liss.train import checkpoint
 from liss.train.signals import EXIT_PREEMPTED
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # sequential over depth and gray with thresholds that always pass: the phase changes at
 # steps 2 and 4 (depth -> gray -> identity+translation)
 # one thread per process everywhere: float reductions, hence bits, depend on the thread count

@@ -24,7 +24,7 @@ from liss.eval.intraining import BestCheckpoint, InTrainingEval, higher_is_bette
 from liss.eval.paired import paired_metrics
 from liss.train import checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
 TASKS = ("rotation_acc", "jigsaw_acc", "depth_loss", "gray_loss")
 

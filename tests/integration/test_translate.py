@@ -23,7 +23,7 @@ from liss.eval.translate import load_input, shape_batches, to_uint8
 from liss.model import LissModel
 from liss.train import checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
 
 

@@ -19,7 +19,7 @@ from liss import config
 from liss.cli import main
 from liss.tracking import MlflowTracker, check_uri
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

@@ -24,7 +24,7 @@ from liss.data.pipeline import InputPipeline, build_pipeline
 from liss.data.sampler import StreamSampler
 
 BACKENDS = ("torch", "dali")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def pipeline(root: Path, backend: str, *extra: str) -> InputPipeline:

@@ -29,7 +29,7 @@ from liss.config import ConfigError
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("single-node", "multi-node", "mlflow")
 SWEEPS = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))
 # the oldest release the manifests target (backoffLimitPerIndex and friends are GA there)

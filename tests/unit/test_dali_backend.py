@@ -20,7 +20,7 @@ from liss.data import dali_backend
 from liss.data.pipeline import build_pipeline, resolve_backend
 from liss.train import checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def dali_pipeline(root: Path, *extra: str):

@@ -1,5 +1,5 @@
 """The SLURM launcher against a real cluster: Debian's slurm-wlm + munge on this host, started
-by this test session (tests/cluster/slurm-up.sh) and stopped by PID at the end. Tiny
+by this test session (tests/integration/cluster/slurm-up.sh) and stopped by PID at the end. Tiny
 trainings run as a submitit job array; a failing point, a two-task job and a
 preemption/requeue round trip are checked from the trainers' own outputs."""
 
@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from launch.slurm import executor_parameters
 from launch.sweep import load_spec
 from liss.data import synthetic
-from tests.test_launch_local import sweep, tiny_spec
+from tests.integration.test_launch_local import sweep, tiny_spec
 
 CLUSTER = Path(__file__).parent / "cluster"
 SLURM_TOOLS = ("munged", "mungekey", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue",

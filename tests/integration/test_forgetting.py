@@ -19,7 +19,7 @@ from liss.cli import main
 from liss.eval import showcase
 from liss.eval.forgetting import phase_sequence
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # step -> value; validations at 10, 20, 30, 40; phase starts at 20 and 30
 HISTORY = {
     "schedule/phase": {10: 0, 20: 1, 30: 2, 40: 2},

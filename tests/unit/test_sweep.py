@@ -13,7 +13,7 @@ from launch.cli import main as sweep_main
 from launch.sweep import expand, load_spec, sweep_dir, sweep_id, tracking_uri
 from liss.config import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
 
 

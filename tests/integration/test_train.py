@@ -16,7 +16,7 @@ from liss import config
 from liss.cli import main
 from liss.train import checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_tiny(overrides: list[str], *extra: str) -> Path:

@@ -12,7 +12,7 @@ import yaml
 from liss import config
 from liss.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 BAD = [  # (overrides, words the one-line error must contain)
     (["optim.lrr=1"], ["optim.lrr", "unknown key", "did you mean optim.lr"]),

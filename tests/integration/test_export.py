@@ -16,7 +16,7 @@ from liss.eval import tiling
 from liss.eval.generators import load_translator, read_state
 from liss.train import checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
 
 
