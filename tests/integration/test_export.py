@@ -101,14 +101,6 @@ def test_one_direction_export_refuses_the_other(trained: Path, tmp_path: Path,
     assert code == 2 and "has no generator for BtoA (it has AtoB)" in err
 
 
-def test_onnx_file_is_refused_for_translation(tmp_path: Path, capsys) -> None:
-    (tmp_path / "m.onnx").write_bytes(b"x")
-    (tmp_path / "in.png").write_bytes(b"x")
-    code = main(["translate", "--checkpoint", str(tmp_path / "m.onnx"), "--input",
-                 str(tmp_path / "in.png"), "--output", str(tmp_path / "o")])
-    assert code == 2 and "ONNX exports are for serving" in capsys.readouterr().err
-
-
 def test_export_in_a_subprocess(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "g.safetensors"
     proc = subprocess.run([sys.executable, "-m", "liss", "export", "--checkpoint", str(trained),
