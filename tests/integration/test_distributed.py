@@ -16,6 +16,7 @@ import torch
 
 from liss.train import checkpoint
 from liss.train.signals import EXIT_PREEMPTED
+from tests.conftest import TINY
 
 REPO = Path(__file__).resolve().parents[2]
 # sequential over depth and gray with thresholds that always pass: the phase changes at
@@ -101,15 +102,29 @@ def weights_at_init(overrides: list[str]) -> dict[str, torch.Tensor]:
             for k, v in m.state_dict().items()}
 
 
-@pytest.mark.slow
-def test_resume_after_sigterm_equals_the_uninterrupted_run(tiny_overrides, tmp_path) -> None:
-    # phase changes at steps 5 and 10; the run is long enough that the signal lands mid-run
-    common = ["train", *tiny_overrides, *PHASED, "train.max_steps=30", "train.val_every=5",
-              "train.log_every=1", "loss.pool_size=3", "model.D_rotation=true"]
-    full = run(*common, "run.name=full")
-    assert full.returncode == 0, full.stderr[-3000:]
+# phase changes at steps 5 and 10; the run is long enough that the signal lands mid-run
+SIGTERMED = [*PHASED, "train.max_steps=30", "train.val_every=5", "train.log_every=1",
+             "loss.pool_size=3", "model.D_rotation=true"]
 
-    stop_after = 3 + int(time.time()) % 8  # a step in 3..10, different from run to run
+
+@pytest.fixture(scope="module")
+def uninterrupted(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 30-step run every SIGTERM case below must end up equal to, trained once."""
+    runs = tmp_path_factory.mktemp("uninterrupted")
+    full = run("train", *TINY, f"data.root={synth_root}", f"run.dir={runs}", "run.name=full",
+               *SIGTERMED)
+    assert full.returncode == 0, full.stderr[-3000:]
+    return runs / "full"
+
+
+# a fixed set, not a step drawn from the clock: before the first phase change (3), at each
+# validation that switches (5, 10) and between them (7)
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_after", [3, 5, 7, 10], ids=lambda s: f"step{s}")
+def test_resume_after_sigterm_equals_the_uninterrupted_run(tiny_overrides, tmp_path,
+                                                           uninterrupted: Path,
+                                                           stop_after: int) -> None:
+    common = ["train", *tiny_overrides, *SIGTERMED]
     proc = subprocess.Popen(liss_cmd(*common, "run.name=cut"), cwd=REPO, text=True, env=ENV,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     for line in proc.stderr:
@@ -126,9 +141,9 @@ def test_resume_after_sigterm_equals_the_uninterrupted_run(tiny_overrides, tmp_p
     resumed = run(*common, "run.name=cut", "train.resume=auto")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed from {cut_dir / 'checkpoints' / f'step_{stopped_at}.pt'}" in resumed.stderr
-    a, b = weights(tmp_path / "runs" / "full"), weights(cut_dir)
+    a, b = weights(uninterrupted), weights(cut_dir)
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run differs from the full run"
-    fa = checkpoint.load(tmp_path / "runs" / "full" / "checkpoints" / "latest.pt")
+    fa = checkpoint.load(uninterrupted / "checkpoints" / "latest.pt")
     fb = checkpoint.load(cut_dir / "checkpoints" / "latest.pt")
     assert fa["schedule"] == fb["schedule"]
     (pa,), (pb,) = fa["ranks"], fb["ranks"]
