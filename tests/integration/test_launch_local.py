@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from tests.conftest import TINY
 
 pytestmark = pytest.mark.slow
-QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
 
 
 def tiny_spec(tmp_path: Path, synth_root: Path, name: str = "loc", **fields) -> Path:

@@ -1,7 +1,8 @@
 """`liss eval` on a really trained (tiny) checkpoint: every number in the JSON with the
 checkpoint, step and config it came from; the same paired-truth numbers as paired.py and
 the same task numbers as validation; FID/KID with a stand-in extractor; one-line errors.
-Also the in-training evaluation and best-checkpoint helpers the trainer calls."""
+Also the in-training evaluation the trainer calls, and a training that keeps its best
+checkpoint. (The best-checkpoint helper alone: unit/test_best_checkpoint.py.)"""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ from liss.data.layout import load_splits
 from liss.data.pipeline import build_pipeline
 from liss.eval import evaluate as evaluate_lib
 from liss.eval.evaluate import build_model, evaluate
-from liss.eval.intraining import BestCheckpoint, InTrainingEval, higher_is_better
+from liss.eval.intraining import InTrainingEval
 from liss.eval.paired import paired_metrics
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
 TASKS = ("rotation_acc", "jigsaw_acc", "depth_loss", "gray_loss")
 
@@ -235,22 +236,3 @@ def test_in_training_fid_without_weights_is_a_config_error(trained: Path, monkey
     cfg = config.from_dict(checkpoint.load(trained / "generators.pt")["config"])
     with pytest.raises(config.ConfigError, match=r"train\.eval_fid"):
         InTrainingEval(cfg, build_pipeline(cfg), CPU, fid=True)
-
-
-def test_best_checkpoint_keeps_the_best_value(tmp_path: Path) -> None:
-    assert higher_is_better("val/A/rotation_acc") and higher_is_better("val/A2B_ssim")
-    assert not higher_is_better("val/A2B_changed_l1") and not higher_is_better("val/A2B_fid")
-    assert higher_is_better("val/A2B_fid", "max")
-    best = BestCheckpoint.for_run(tmp_path, "val/A2B_l1")
-    assert best.update({"val/A2B_l1": 0.5}, 10)
-    assert not best.update({"val/A2B_l1": 0.6}, 20) and not best.update({"other": 0.1}, 25)
-    assert not best.update({"val/A2B_l1": float("nan")}, 27)
-    assert best.update({"val/A2B_l1": 0.4}, 30) and (best.value, best.step) == (0.4, 30)
-    path = best.save({"format": checkpoint.FORMAT, "step": 30, "models": {}}, tmp_path)
-    assert path == tmp_path / "checkpoints" / "best.pt"
-    assert checkpoint.load(path)["step"] == 30
-    assert checkpoint.step_checkpoints(tmp_path) == []  # not one of the pruned step files
-    assert best.metrics() == {"best/val/A2B_l1": 0.4, "best/step": 30.0}
-    again = BestCheckpoint.for_run(tmp_path, "val/A2B_l1")  # after a restart
-    assert (again.value, again.step) == (0.4, 30) and not again.update({"val/A2B_l1": 0.45}, 40)
-    assert BestCheckpoint.for_run(tmp_path, "val/A/rotation_acc").value is None

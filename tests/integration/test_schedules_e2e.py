@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from liss import config
 from liss.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FINAL = ["identity", "translation"]
 EASY = ["schedule.depth_loss_threshold=5", "schedule.gray_loss_threshold=5",
         "train.val_every=10", "train.log_every=10", "data.val_fraction=0.2"]

@@ -1,6 +1,7 @@
 """Phase changes do what they claim on real weights: freezing freezes (momentum included),
 flow flows, distillation pulls only the current encoder, references merge, per-task learning
-rates and the epoch-based decay rule are honoured."""
+rates and the epoch-based decay rule are honoured, by a real Trainer. (The decay rule and the
+optimisers alone: unit/test_optim.py.)"""
 
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ import math
 import pytest
 import torch
 
-from liss import config
 from liss.distributed import init_distributed
 from liss.schedule import Phase
-from liss.train.optim import LinearDecay, build_optimizer
 from liss.train.trainer import Trainer
 
 TASKS = ("rotation", "jigsaw", "depth", "gray")
@@ -145,20 +144,6 @@ def _delta(before: dict, module: torch.nn.Module) -> float:
     return sum((module.state_dict()[k] - v).abs().sum().item() for k, v in before.items())
 
 
-def test_linear_decay_rule() -> None:
-    opt = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": 1.0,
-                            "initial_lr": 1.0}])
-    decay = LinearDecay(n_epochs=2, n_epochs_decay=3)
-    lrs = []
-    for epoch, translation in [(1, True), (2, True), (3, False), (4, True), (5, True),
-                               (6, True), (7, True)]:
-        decay.end_of_epoch(epoch, translation, [opt])
-        lrs.append(opt.param_groups[0]["lr"])
-        assert decay.finished == (epoch == 7)
-    # epoch 3 ends without translation: not a decay epoch (spec §5.2)
-    assert lrs == pytest.approx([1.0, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0])
-
-
 @pytest.mark.slow
 def test_epoch_rule_ends_training(tiny_config) -> None:
     t = make_trainer(tiny_config, "optim.n_epochs=1", "optim.n_epochs_decay=1",
@@ -177,32 +162,3 @@ def test_decay_waits_for_translation_and_max_steps_caps(tiny_config) -> None:
     assert t.step == 12 and t.counters.epochs_done >= 2
     assert t.decay.decay_epochs == 0 and t.phase == Phase(0, ("rotation",))
     assert t.sides["G"].optimizer.param_groups[0]["lr"] == t.cfg.optim.lr
-
-
-@pytest.mark.parametrize(("name", "ratio"), [("radam", 4.0), ("legacy_radam", 1.0)])
-def test_legacy_radam_keeps_the_originals_quirk(name: str, ratio: float) -> None:
-    """`legacy_radam` (torch_optimizer's, the original's) moves a group with 4x the lr as
-    far as the others — the documented quirk; `radam` (torch.optim) moves it 4x as far."""
-    shared, depth = torch.zeros(3, requires_grad=True), torch.zeros(3, requires_grad=True)
-    cfg = config.load(None, [f"optim.name={name}", "optim.lr=1e-3", "optim.lr_depth=4e-3"])
-    opt = build_optimizer([{"params": [shared]}, {"params": [depth], "task": "depth"}],
-                          cfg.optim)
-    for _ in range(8):
-        opt.zero_grad()
-        (shared.sum() + depth.sum()).backward()
-        opt.step()
-    assert (depth.abs().sum() / shared.abs().sum()).item() == pytest.approx(ratio, rel=1e-5)
-
-
-@pytest.mark.parametrize("name", ["optimizer", "lbfgs", "sparseadam", "nosuch"])
-def test_optimizers_that_cannot_train_are_config_errors(name: str, tiny_overrides, capsys,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """One line, exit 2, and nothing built: the data pipeline is never reached."""
-    from liss.cli import main
-    from liss.train import trainer
-
-    monkeypatch.setattr(trainer, "build_pipeline", lambda *a, **k: pytest.fail("built"))
-    assert main(["train", *tiny_overrides, f"optim.name={name}"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"liss: config error: optim.name='{name}': unknown optimizer; known:")
-    assert err.count("\n") == 1

@@ -1,5 +1,6 @@
 """Real processes on the CPU (gloo): DDP equivalence across phase changes, resume after
-SIGTERM equals not stopping, kill -9 mid-write, unsafe checkpoints, clear errors."""
+SIGTERM equals not stopping, kill -9 mid-write, extending and resuming real runs, clear
+errors. (Unsafe and truncated checkpoints: unit/test_checkpoint.py.)"""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import torch
 
 from liss import checkpoint
 from liss.train.signals import EXIT_PREEMPTED
+from tests.conftest import TINY
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # sequential over depth and gray with thresholds that always pass: the phase changes at
 # steps 2 and 4 (depth -> gray -> identity+translation)
 # one thread per process everywhere: float reductions, hence bits, depend on the thread count
@@ -159,15 +161,29 @@ def weights_at_init(overrides: list[str]) -> dict[str, torch.Tensor]:
             for k, v in m.state_dict().items()}
 
 
-@pytest.mark.slow
-def test_resume_after_sigterm_equals_the_uninterrupted_run(tiny_overrides, tmp_path) -> None:
-    # phase changes at steps 5 and 10; the run is long enough that the signal lands mid-run
-    common = ["train", *tiny_overrides, *PHASED, "train.max_steps=30", "train.val_every=5",
-              "train.log_every=1", "loss.pool_size=3", "model.D_rotation=true"]
-    full = run(*common, "run.name=full")
-    assert full.returncode == 0, full.stderr[-3000:]
+# phase changes at steps 5 and 10; the run is long enough that the signal lands mid-run
+SIGTERMED = [*PHASED, "train.max_steps=30", "train.val_every=5", "train.log_every=1",
+             "loss.pool_size=3", "model.D_rotation=true"]
 
-    stop_after = 3 + int(time.time()) % 8  # a step in 3..10, different from run to run
+
+@pytest.fixture(scope="module")
+def uninterrupted(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 30-step run every SIGTERM case below must end up equal to, trained once."""
+    runs = tmp_path_factory.mktemp("uninterrupted")
+    full = run("train", *TINY, f"data.root={synth_root}", f"run.dir={runs}", "run.name=full",
+               *SIGTERMED)
+    assert full.returncode == 0, full.stderr[-3000:]
+    return runs / "full"
+
+
+# a fixed set, not a step drawn from the clock: before the first phase change (3), at each
+# validation that switches (5, 10) and between them (7)
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_after", [3, 5, 7, 10], ids=lambda s: f"step{s}")
+def test_resume_after_sigterm_equals_the_uninterrupted_run(tiny_overrides, tmp_path,
+                                                           uninterrupted: Path,
+                                                           stop_after: int) -> None:
+    common = ["train", *tiny_overrides, *SIGTERMED]
     proc = subprocess.Popen(liss_cmd(*common, "run.name=cut"), cwd=REPO, text=True, env=ENV,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     for line in proc.stderr:
@@ -184,9 +200,9 @@ def test_resume_after_sigterm_equals_the_uninterrupted_run(tiny_overrides, tmp_p
     resumed = run(*common, "run.name=cut", "train.resume=auto")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed from {cut_dir / 'checkpoints' / f'step_{stopped_at}.pt'}" in resumed.stderr
-    a, b = weights(tmp_path / "runs" / "full"), weights(cut_dir)
+    a, b = weights(uninterrupted), weights(cut_dir)
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run differs from the full run"
-    fa = checkpoint.load(tmp_path / "runs" / "full" / "checkpoints" / "latest.pt")
+    fa = checkpoint.load(uninterrupted / "checkpoints" / "latest.pt")
     fb = checkpoint.load(cut_dir / "checkpoints" / "latest.pt")
     assert fa["schedule"] == fb["schedule"]
     (pa,), (pb,) = fa["ranks"], fb["ranks"]
@@ -257,48 +273,10 @@ print("second saved", flush=True)
     assert checkpoint.load(tmp_path / "checkpoints" / "latest.pt")["step"] == 1
 
 
-def test_truncated_newest_checkpoint_is_skipped_with_a_warning(tmp_path, caplog) -> None:
-    for step in (1, 2):
-        checkpoint.save({"format": checkpoint.FORMAT, "step": step, "models": {}}, tmp_path, 3)
-    newest = tmp_path / "checkpoints" / "step_2.pt"
-    newest.write_bytes(newest.read_bytes()[:50])
-    path, state = checkpoint.newest_valid(tmp_path)
-    assert path.name == "step_1.pt" and state["step"] == 1
-    assert "skipping checkpoint" in caplog.text and "step_2.pt" in caplog.text
-
-
-class _Exploit:
-    def __reduce__(self):
-        return (os.system, (f"touch {_Exploit.marker}",))
-
-
-def test_a_checkpoint_that_runs_code_is_refused(tmp_path, tiny_overrides, capsys) -> None:
-    from liss.cli import main
-
-    _Exploit.marker = tmp_path / "pwned"
-    bad = tmp_path / "evil.pt"
-    torch.save({"format": checkpoint.FORMAT, "step": 1, "models": {}, "x": _Exploit()}, bad)
-    with pytest.raises(checkpoint.CheckpointError,
-                       match=r"unsafe checkpoint \(its pickle needs posix\.system"):
-        checkpoint.load(bad)
-    assert main(["train", *tiny_overrides, "tracking.uri=none", f"train.resume={bad}"]) == 2
-    assert "unsafe checkpoint" in capsys.readouterr().err
-    assert not _Exploit.marker.exists()
-
-
 def test_world_size_must_divide_the_batch(tiny_overrides) -> None:
     proc = run("train", *tiny_overrides, "tracking.uri=none", "data.batch_size=3", nproc=2)
     assert proc.returncode != 0
     assert "data.batch_size=3: must be divisible by the world size (2)" in proc.stderr
-
-
-def test_cuda_asked_for_but_absent(tiny_overrides, capsys) -> None:
-    from liss.cli import main
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    assert main(["train", *tiny_overrides, "train.device=cuda"]) == 2
-    assert "train.device='cuda': CUDA was asked for but no CUDA device" in capsys.readouterr().err
 
 
 def test_a_second_signal_exits_at_once() -> None:

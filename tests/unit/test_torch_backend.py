@@ -1,11 +1,10 @@
 """The torch backend delivers the Batch contract, with depth aligned to its image, and
-substitutes files that fail in its worker processes."""
+substitutes the next loadable file for one that fails. (Failures inside real DataLoader worker
+processes: integration/test_torch_backend_workers.py.)"""
 
 from __future__ import annotations
 
 import itertools
-import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -84,25 +83,3 @@ def test_substitution_is_the_next_loadable_file(tmp_path: Path) -> None:
     broken.update({0, 3})
     with pytest.raises(BadImageError, match="no readable image left"):
         load_or_substitute(files, 0, load, skip=True, known_bad=set())
-
-
-@pytest.mark.parametrize("policy", ["skip", "error"])
-def test_failures_in_worker_processes_reach_the_pipeline(synth_root: Path, tmp_path: Path,
-                                                         policy: str) -> None:
-    """A DataLoader worker cannot report a substitution itself: it travels with the batch."""
-    root = shutil.copytree(synth_root, tmp_path / "ds")
-    cfg = config.load(None, [f"data.root={root}", "data.load_size=40", "data.crop_size=32",
-                             "data.batch_size=2", "data.num_workers=1", "data.backend=torch",
-                             f"data.on_bad_file={policy}"])
-    data = build_pipeline(cfg)
-    gone = data.splits["train"].A[0]
-    gone.unlink()
-    batches = data.train_batches()
-    if policy == "error":
-        with pytest.raises(BadImageError, match=re.escape(f"{gone}: cannot read")):
-            for _ in range(data.epoch_length):
-                next(batches)
-        return
-    for _ in range(data.epoch_length):  # a whole epoch of A: every file is asked for
-        assert 0 not in next(batches).A.index.tolist()
-    assert data.skipped_files["train"] == [(gone, "cannot read: No such file or directory")]

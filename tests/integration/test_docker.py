@@ -7,7 +7,7 @@ environments, and the exit status (75 = preempted) reaching the caller.
 
 Container tests (marked `docker`): a private Docker engine (Debian's docker.io, started here
 and stopped by PID) builds the real Dockerfile on a STAND-IN base image made without a registry by
-tests/docker/standin-base.sh (Debian + the torch wheels on this machine, standing for
+tests/integration/docker/standin-base.sh (Debian + the torch wheels on this machine, standing for
 pytorch/pytorch; no image registry is reachable), then runs tiny trainings with
 `--network none`. Skipped only when the engine cannot be installed or started (needs root).
 """
@@ -30,9 +30,9 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
-SCRIPTS = ROOT / "tests" / "docker"
+SCRIPTS = ROOT / "tests" / "integration" / "docker"
 ENGINE_ROOT = Path(os.environ.get("LISS_TEST_DOCKER_ROOT", "/tmp/liss-docker"))
 CACHE = Path(os.environ.get("LISS_TEST_DOCKER_CACHE", "/tmp/liss-docker-cache"))
 IMAGE = "liss-test/liss:test"

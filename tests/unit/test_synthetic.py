@@ -6,8 +6,6 @@ import dataclasses
 import itertools
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -255,27 +253,7 @@ def test_invalid_arguments(tmp_path: Path, kwargs: dict[str, int], message: str)
     assert not (tmp_path / "ds").exists()
 
 
-# ----------------------------------------------------------------------------- CLI
-
-
-def liss(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "liss", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
-
-
-def test_cli_synth_and_if_missing(tmp_path: Path) -> None:
-    out = tmp_path / "ds"
-    first = liss("data", "synth", str(out), "--n-train", "4", "--n-test", "2", "--size", "32",
-                 cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
-    assert synthetic.is_complete(out) and len(list_images(out / "trainB")) == 4
-    assert "trainA 4" in first.stdout
-    stamp = (out / synthetic.MARKER).stat().st_mtime_ns
-    second = liss("data", "synth", str(out), "--n-train", "4", "--n-test", "2", "--size", "32",
-                  "--if-missing", cwd=tmp_path)
-    assert second.returncode == 0, second.stderr
-    assert "already" in second.stdout
-    assert (out / synthetic.MARKER).stat().st_mtime_ns == stamp
+# ----------------------------------------------------------------------------- permissions
 
 
 def test_dataset_folder_is_readable_by_others(dataset: Path) -> None:

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from liss import checkpoint, config
 from liss.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_tiny(overrides: list[str], *extra: str) -> Path:

@@ -3,8 +3,8 @@
 # every file (config, keys, sockets, spool, logs, PID files) under ROOT. Idempotent: with
 # everything up it returns at once.
 #
-#   bash tests/cluster/slurm-up.sh ROOT       then: export SLURM_CONF=ROOT/slurm.conf
-#   bash tests/cluster/slurm-down.sh ROOT     stops what this started, by PID file
+#   bash tests/integration/cluster/slurm-up.sh ROOT       then: export SLURM_CONF=ROOT/slurm.conf
+#   bash tests/integration/cluster/slurm-down.sh ROOT     stops what this started, by PID file
 #
 # Needs root and: apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge
 # One node, "localhost", with every CPU of the machine and DefMemPerCPU (so array tasks run

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -35,14 +33,6 @@ def check(capsys: pytest.CaptureFixture[str], root: Path, *args: str) -> tuple[i
     """Run `liss data check` in-process: (exit code, printed report)."""
     code = main(["data", "check", str(root), *args])
     return code, capsys.readouterr().out
-
-
-def test_good_dataset_through_the_cli(good: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "liss", "data", "check", str(good)],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "trainA 3, trainB 3, testA 2, testB 2" in done.stdout
-    assert "; 10 depth maps; 0 warnings" in done.stdout
 
 
 def test_report_api(good: Path) -> None:

@@ -1,5 +1,5 @@
 """The SLURM launcher against a real cluster: Debian's slurm-wlm + munge on this host, started
-by this test session (tests/cluster/slurm-up.sh) and stopped by PID at the end. Tiny
+by this test session (tests/integration/cluster/slurm-up.sh) and stopped by PID at the end. Tiny
 trainings run as a submitit job array; a failing point, a two-task job and a
 preemption/requeue round trip are checked from the trainers' own outputs."""
 
@@ -18,10 +18,8 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from launch.slurm import executor_parameters
-from launch.sweep import load_spec
 from liss.data import synthetic
-from tests.test_launch_local import sweep, tiny_spec
+from tests.integration.test_launch_local import sweep, tiny_spec
 
 CLUSTER = Path(__file__).parent / "cluster"
 SLURM_TOOLS = ("munged", "mungekey", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue",
@@ -93,25 +91,6 @@ def wait_for(what: str, test, timeout: float = 240, poll: float = 0.3):
 
 
 # --------------------------------------------------------------------------- no cluster needed
-
-
-def test_resources_map_to_submitit_parameters(tmp_path: Path) -> None:
-    spec_path = tmp_path / "s.yaml"
-    spec_path.write_text("""
-name: big
-resources: {nodes: 2, gpus_per_node: 4, cpus_per_task: 8, mem_gb: 64, timeout_min: 240}
-slurm: {partition: gpu, account: lab, qos: high, constraint: a100, signal_delay_s: 120,
-        additional_parameters: {exclusive: true}, setup: [module load cuda]}
-""")
-    assert executor_parameters(load_spec(spec_path), max_parallel=3) == {
-        "name": "liss-big", "nodes": 2, "tasks_per_node": 4, "gpus_per_node": 4,
-        "cpus_per_task": 8, "mem_gb": 64, "timeout_min": 240, "slurm_array_parallelism": 3,
-        "slurm_partition": "gpu", "slurm_account": "lab", "slurm_qos": "high",
-        "slurm_constraint": "a100", "slurm_additional_parameters": {"exclusive": True},
-        "slurm_setup": ["module load cuda"], "slurm_signal_delay_s": 120}
-    spec_path.write_text("name: cpu\nresources: {nproc_per_node: 2}\n")
-    params = executor_parameters(load_spec(spec_path), max_parallel=1)
-    assert params["tasks_per_node"] == 2 and "gpus_per_node" not in params
 
 
 def test_dry_run_submits_nothing(tmp_path: Path, synth20: Path) -> None:

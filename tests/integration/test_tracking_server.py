@@ -17,9 +17,9 @@ from mlflow import MlflowClient
 
 from liss import config
 from liss.cli import main
-from liss.tracking import MlflowTracker, check_uri
+from liss.tracking import MlflowTracker
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -191,23 +191,3 @@ def test_child_run_is_nested_under_its_parent(server: MlflowServer, tiny_overrid
                  "tracking.sweep_id=s1"]) == 0
     _, run = the_run(server.uri, "child")
     assert run.data.tags["mlflow.parentRunId"] == parent and run.data.tags["sweep_id"] == "s1"
-
-
-@pytest.mark.parametrize(("uri", "words"), [
-    ("ftp://host/x", "unknown scheme 'ftp'"),
-    ("sqlite:////proc/liss-test/mlflow.db", "is not writable"),
-    ("sqlite:///{tmp}/a-file/mlflow.db", "is not writable"),
-    ("sqlite:relative.db", "sqlite:///path"),
-])
-def test_bad_tracking_uri_is_refused_before_training(uri: str, words: str, tiny_overrides,
-                                                     tmp_path, capsys) -> None:
-    (tmp_path / "a-file").write_text("a file where a folder should be")
-    uri = uri.format(tmp=tmp_path)
-    assert main(["train", *tiny_overrides, f"tracking.uri={uri}"]) == 2
-    err = capsys.readouterr().err
-    assert "tracking.uri" in err and words in err and "Traceback" not in err
-    assert not (tmp_path / "runs" / "tiny").exists()  # refused before the run folder exists
-
-
-def test_check_uri_accepts_a_new_folder(tiny_config, tmp_path) -> None:
-    check_uri(tiny_config(f"tracking.uri=sqlite:///{tmp_path}/new/deeper/mlflow.db"))

@@ -17,9 +17,8 @@ from PIL import Image
 from liss import config
 from liss.cli import main
 from liss.eval import showcase
-from liss.eval.forgetting import phase_sequence
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # step -> value; validations at 10, 20, 30, 40; phase starts at 20 and 30
 HISTORY = {
     "schedule/phase": {10: 0, 20: 1, 30: 2, 40: 2},
@@ -95,23 +94,6 @@ def test_no_log_leaves_the_runs_alone(tmp_path: Path) -> None:
     assert main(["forgetting", run, "--uri", uri, "--out", str(tmp_path / "f.png"),
                  "--no-log"]) == 0
     assert MlflowClient(tracking_uri=uri).list_artifacts(run) == []
-
-
-def test_phase_sequences_of_the_schedules() -> None:
-    def actives(name: str, mode: str = "freeze") -> list[tuple[str, ...]]:
-        return [p.active for p in phase_sequence(name, ["rotation", "gray"], mode)]
-
-    final = ("identity", "translation")
-    assert actives("sequential") == actives("liss") == [("rotation",), ("gray",), final]
-    assert actives("additional") == [("rotation",), ("rotation", "gray"),
-                                     ("rotation", "gray", *final)]
-    assert actives("parallel") == [("rotation", "gray", *final)]
-    assert actives("representational") == [("rotation", "gray"), final]
-
-
-def test_unknown_run_is_a_one_line_error(capsys) -> None:
-    assert main(["forgetting", "no-such-run-folder"]) == 2
-    assert "give --uri" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -1,0 +1,40 @@
+"""`liss sweep --dry-run` in a real `python -m liss` process: the commands it would run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "configs" / "quickstart.yaml"
+
+
+def write_spec(tmp_path: Path, **fields) -> Path:
+    data = {"name": "sw", "base": str(QUICKSTART),
+            "overrides": {"run.dir": str(tmp_path / "runs")}, **fields}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_local_dry_run_prints_commands(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, axes={"run.seed": [0, 1]},
+                      resources={"nproc_per_node": 2})
+    done = subprocess.run([sys.executable, "-m", "liss", "sweep", str(spec), "--launcher",
+                           "local", "--dry-run", "--max-parallel", "2"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    lines = [line for line in out.splitlines() if line.startswith("[dry-run] sw-")]
+    assert len(lines) == 2
+    assert "-m torch.distributed.run --standalone --nproc_per_node=2 -m liss train" in lines[0]
+    assert f"{QUICKSTART} " in lines[0] and "run.seed=0" in lines[0] and "run.seed=1" in lines[1]
+    assert f"run.dir={tmp_path / 'runs' / 'sw'}" in lines[0]
+    assert "train.resume=auto run.name=sw-s0" in lines[0]
+    assert "LISS_SWEEP_ID=sw-" in lines[0] and "LISS_PARENT_RUN_ID" not in out
+    assert f">> {tmp_path / 'runs' / 'sw' / 'sw-s1' / 'launch.log'} 2>&1" in lines[1]
+    assert "mlflow ui --backend-store-uri sqlite:///" in out
+    assert not (tmp_path / "runs").exists(), "a dry run creates nothing"
