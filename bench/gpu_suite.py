@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -133,6 +134,7 @@ class Point:
 
 
 def free_port() -> int:
+    """A TCP port free now, for the world-size-1 child's rendezvous."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -148,6 +150,7 @@ def plain_env(plan: Plan) -> dict[str, str]:
 def train_point(plan: Plan, step: Step, *, compiled: bool = False, part: str = "train_step",
                 env: dict[str, str] | None = None, key: dict | None = None,
                 no_bf16: str | None = None) -> Point:
+    """A `bench/train_step.py` child: one configuration of the step."""
     warmup = plan.warmup + 2 if compiled else plan.warmup  # compiling runs in the first steps
     skip = no_bf16 if step.precision == "bf16" else None
     if compiled and plan.compile_skip:
@@ -187,7 +190,8 @@ def points(plan: Plan, no_bf16: str | None, no_dali: str | None) -> list[Point]:
             for px in plan.translate_px]
     loader = {"kind": "loader", "device": plan.device, **plan.loader}
     out.append(job_point(plan, "dali", {"batch": plan.loader["batch"],
-                                        "threads": plan.loader["workers"]}, loader, 90, no_dali))
+                                        "threads/workers": plan.loader["workers"]}, loader, 90,
+                         no_dali))
     for backend in ("torch", "dali"):
         wait = {"kind": "wait", "device": plan.device, "backend": backend, **plan.wait}
         key = {"backend": backend, "crop": plan.wait["crop"], "batch": plan.wait["batch"]}
@@ -209,7 +213,7 @@ def loader_job(job: dict) -> dict:
                 found.append(data_pipeline.throughput(root, backend, job["batch"],
                                                       job["workers"], job["seconds"],
                                                       job["device"]))
-    dali, torch_ = (sorted(runs[b])[len(runs[b]) // 2] for b in ("dali", "torch"))
+    dali, torch_ = (statistics.median(runs[b]) for b in ("dali", "torch"))
     return {"dali_img_per_s": dali, "torch_img_per_s": torch_, "ratio": dali / torch_}
 
 
@@ -264,7 +268,7 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {  # part -> key columns
         [_num("s/step", "step_s", ".4f"), _num("img/s", "img_per_s", ".1f"),
          ("peak GB/img", lambda r, _: f"{r['peak_gb'] / r['batch']:.2f}"),
          _num("TFLOP/s", "tflops", ".3g"), ("of bf16 matmul", _bf16_share)]),
-    "dali": ([_key("batch"), _key("threads")],
+    "dali": ([_key("batch"), _key("threads/workers")],
              [_num("DALI img/s", "dali_img_per_s", ".0f"),
               _num("torch img/s", "torch_img_per_s", ".0f"), _num("DALI / torch", "ratio", ".2f")]),
     "data_wait": (
