@@ -11,8 +11,8 @@ times and reports the median, so a busy machine slows both alike: compare ratios
 
 Data wait: `liss train` (narrow nets, rotation task, batch 8, 2 workers/threads) with each
 backend, at 256 px crops and at 64 px crops (a step short enough for loading to show);
-`perf/data_wait_frac` is the trainer's own share of wall time spent in next(batch), read
-back from the run's MLflow store.
+`perf/data_wait_frac` is the trainer's own share of wall time spent in next(batch), kept from
+what the trainer logs with tracking off (so neither this nor the GPU suite needs MLflow).
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 from PIL import Image
@@ -53,15 +55,18 @@ def make_dataset(root: Path, n: int, seed: int = 0) -> Path:
 
 
 def overrides(root: Path, backend: str, batch: int, workers: int, load: int = LOAD,
-              crop: int = CROP) -> list[str]:
+              crop: int = CROP, device: str = "cpu") -> list[str]:
+    """`device` cuda: DALI decodes with nvJPEG (`mixed`) and resizes on the GPU."""
     return [f"data.root={root}", f"data.backend={backend}", f"data.batch_size={batch}",
             f"data.num_workers={workers}", f"data.load_size={load}", f"data.crop_size={crop}",
-            "tasks.auxiliary_tasks=rotation", "train.device=cpu"]
+            "tasks.auxiliary_tasks=rotation", f"train.device={device}"]
 
 
-def throughput(root: Path, backend: str, batch: int, workers: int, seconds: float) -> float:
+def throughput(root: Path, backend: str, batch: int, workers: int, seconds: float,
+               device: str = "cpu") -> float:
     """Images/s (both domains) after two warm-up batches, over at least `seconds`."""
-    data = build_pipeline(config.load(None, overrides(root, backend, batch, workers)))
+    data = build_pipeline(config.load(None, overrides(root, backend, batch, workers,
+                                                      device=device)))
     batches = data.train_batches()
     for _ in range(2):
         next(batches)
@@ -87,32 +92,61 @@ def table(root: Path, seconds: float, rounds: int) -> str:
     return "\n".join(rows)
 
 
+def logged_training(args: list[str]) -> dict[str, list[float]]:
+    """`liss train` with `args` in this process, tracking off, and every metric the trainer
+    would have logged, in order (the no-op tracker's `log_metrics`, recorded)."""
+    from liss import tracking
+    from liss.train.trainer import train
+
+    logged: dict[str, list[float]] = defaultdict(list)
+
+    def keep(_tracker: tracking.Tracker, metrics: dict[str, float], step: int) -> None:
+        for k, v in metrics.items():
+            logged[k].append(float(v))
+
+    cfg = config.load(None, [*args, "tracking.uri=none", "tracking.log_system_metrics=false",
+                             "train.progress=false", "optim.name=radam"])
+    with mock.patch.object(tracking.Tracker, "log_metrics", keep), \
+            contextlib.redirect_stdout(sys.stderr):
+        if (code := train(cfg)) != 0:
+            raise RuntimeError(f"liss train exited {code}")
+    return logged
+
+
+def wait_run(root: Path, runs: Path, backend: str, steps: int, log_every: int, batch: int,
+             workers: int, load: int, crop: int, device: str, extra: list[str]) -> dict:
+    """A `steps`-step training's data-wait fraction: the mean over the log intervals after
+    the first (which includes the loader's start-up), and that first one."""
+    name = f"wait-{backend}-{crop}"
+    logged = logged_training([
+        *overrides(root, backend, batch, workers, load, crop, device), f"run.dir={runs}",
+        f"run.name={name}", f"train.max_steps={steps}", f"train.log_every={log_every}",
+        "train.val_every=100000", *extra])
+    wait, ips = logged["perf/data_wait_frac"], logged["perf/img_per_s"]
+    return {"backend": backend, "crop": crop, "batch": batch, "workers": workers,
+            "steps": steps, "wait_frac": float(np.mean(wait[1:] or wait)),
+            "wait_frac_first": wait[0], "img_per_s": float(np.mean(ips[1:] or ips))}
+
+
 def data_wait(root: Path, runs: Path, steps: int) -> str:
-    """`liss train` per backend and crop size; the mean perf/data_wait_frac after the first
-    log interval (which includes the loader's start-up)."""
-    from mlflow import MlflowClient
-
-    from liss.cli import main
-
+    """`liss train` per backend and crop size (narrow nets, fp32, on the CPU)."""
     rows = ["| crop | backend | steps | data-wait fraction (first interval) | train img/s |",
             "|---:|---|---:|---:|---:|"]
     for (load, crop), backend in itertools.product(((LOAD, CROP), (72, 64)), ("torch", "dali")):
-        name = f"wait-{backend}-{crop}"
-        args = [*overrides(root, backend, 8, 2, load, crop), f"run.dir={runs}",
-                f"run.name={name}", f"train.max_steps={steps}",
-                f"train.log_every={max(1, steps // 3)}", "train.val_every=100000",
-                "train.progress=false", "train.precision=fp32", "model.ngf=8", "model.ndf=8",
-                "loss.pool_size=0"]
-        with contextlib.redirect_stdout(sys.stderr):
-            assert main(["train", *args]) == 0
-        client = MlflowClient(tracking_uri=f"sqlite:///{runs / name / 'mlflow.db'}")
-        (run,) = client.search_runs([client.get_experiment_by_name("liss").experiment_id])
-        wait, ips = ([m.value for m in client.get_metric_history(run.info.run_id, key)]
-                     for key in ("perf/data_wait_frac", "perf/img_per_s"))
-        rows.append(f"| {crop} | {backend} | {steps} | {np.mean(wait[1:] or wait):.4f} "
-                    f"({wait[0]:.4f}) | {np.mean(ips[1:] or ips):.2f} |")
+        r = wait_run(root, runs, backend, steps, max(1, steps // 3), 8, 2, load, crop, "cpu",
+                     ["train.precision=fp32", "model.ngf=8", "model.ndf=8", "loss.pool_size=0"])
+        rows.append(f"| {crop} | {backend} | {steps} | {r['wait_frac']:.4f} "
+                    f"({r['wait_frac_first']:.4f}) | {r['img_per_s']:.2f} |")
         print(rows[-1], file=sys.stderr, flush=True)
     return "\n".join(rows)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux)."""
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    return next((line.split(":", 1)[1].strip() for line in lines
+                 if line.startswith("model name")), platform.processor() or "CPU")
 
 
 def machine() -> str:
@@ -120,10 +154,7 @@ def machine() -> str:
     import PIL
     import torch
 
-    info = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in info
-                if line.startswith("model name")), platform.processor())
-    return (f"{time.strftime('%Y-%m-%d')}; {cpu}, {os.cpu_count()} cores; Python "
+    return (f"{time.strftime('%Y-%m-%d')}; {cpu_name()}, {os.cpu_count()} cores; Python "
             f"{platform.python_version()}, torch {torch.__version__}, DALI "
             f"{nvidia.dali.__version__}, Pillow {PIL.__version__}")
 

@@ -4,19 +4,44 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 log = logging.getLogger(__name__)
+CPUINFO = Path("/proc/cpuinfo")
+BF16_FLAGS = {"avx512_bf16", "amx_bf16"}  # x86 flag names, as Linux lists them
 
 
-def bf16_supported(device: torch.device) -> bool:
+def cpu_bf16_units(cpuinfo: str | Path | None = None) -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16 in its flags).
+
+    Without them autocast to bf16 is emulated and many times slower than fp32. Read from
+    `cpuinfo` (default /proc/cpuinfo; a Path is read, a str is the text itself) rather than
+    torch's private CPU-capability probes; systems other than Linux are assumed to have none."""
+    if cpuinfo is None:
+        cpuinfo = CPUINFO
+    if isinstance(cpuinfo, Path):
+        if sys.platform != "linux":
+            return False
+        try:
+            cpuinfo = cpuinfo.read_text()
+        except OSError:
+            return False
+    fields = (line.partition(":") for line in cpuinfo.splitlines())
+    return any(BF16_FLAGS & set(value.split()) for key, _, value in fields
+               if key.strip() == "flags")
+
+
+def bf16_supported(device: torch.device, cpuinfo: str | Path | None = None) -> bool:
+    """Whether `device` has bf16 units: CUDA from compute capability 8.0 (Ampere; older GPUs
+    emulate it), a CPU per `cpu_bf16_units`. What `precision=auto` picks bf16 by."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-                or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    return cpu_bf16_units(cpuinfo)
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import psutil
 import torch
 
 
 def system_metrics(device: torch.device) -> dict[str, float]:
-    """`system/...`: CPU % since the last call, process RSS, device memory high-water mark."""
+    """`system/...`: CPU % since the last call, process RSS, device memory high-water mark.
+
+    psutil is imported here, not at module level, so a machine without it can still train
+    with `tracking.log_system_metrics=false` (the trainer imports this module)."""
+    try:
+        import psutil
+    except ImportError as e:
+        raise ImportError(f"tracking.log_system_metrics needs psutil ({e}): pip install psutil, "
+                          "or set tracking.log_system_metrics=false") from None
     process = psutil.Process()
     out = {"system/cpu_percent": psutil.cpu_percent(interval=None),
            "system/memory_rss_gb": process.memory_info().rss / 2**30}
