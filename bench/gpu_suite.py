@@ -367,7 +367,7 @@ def unavailable(plan: Plan) -> tuple[str | None, str | None]:
     import torch
 
     from liss.data import dali_backend
-    from liss.train.precision import bf16_supported
+    from liss.precision import bf16_supported
 
     no_bf16 = None if bf16_supported(torch.device(plan.device)) else (
         f"no bf16 units on this {plan.device} (emulated bf16 is many times slower than fp32)")

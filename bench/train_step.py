@@ -10,7 +10,7 @@ Prints a markdown table; `--json OUT` also writes the raw numbers. The last colu
 step's achieved FLOP/s as a share of a matmul's in the row's own precision on the same
 device, measured first (a square matmul, 8192 on CUDA, 2048 on a CPU): the practical ceiling
 for the step's convs. bf16 rows are skipped, with a note, on a device without bf16 units
-(`liss.train.precision.bf16_supported`), where bf16 is emulated many times slower than fp32.
+(`liss.precision.bf16_supported`), where bf16 is emulated many times slower than fp32.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def matmul_rate(device: str, precision: str) -> dict:
 
 def supported_precisions(precisions: list[str], device: str) -> list[str]:
     """`precisions` less bf16 where the device has no bf16 units (said on stdout)."""
-    from liss.train.precision import bf16_supported
+    from liss.precision import bf16_supported
 
     dev = device_of(device)
     if "bf16" not in precisions or bf16_supported(dev):

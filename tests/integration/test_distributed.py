@@ -116,9 +116,7 @@ def test_one_process_under_torchrun_equals_a_plain_run(tiny_overrides, tmp_path)
 def test_batch_norm_buffers_are_equal_on_both_ranks(tiny_overrides, tmp_path) -> None:
     """model.norm=batch: DDP broadcasts rank 0's running statistics at each forward, and
     validation and checkpoints sync them first, so both ranks end with the same buffers."""
-    script = Path(__file__).resolve().parent / "integration" / "rank_buffers.py"
-    if not script.is_file():
-        script = Path(__file__).resolve().parent / "rank_buffers.py"
+    script = Path(__file__).resolve().parent / "rank_buffers.py"
     overrides = [*tiny_overrides, *PHASED, "model.norm=batch", "data.batch_size=4",
                  "train.max_steps=5", "train.val_every=2"]
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",

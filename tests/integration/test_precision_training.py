@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from liss.train.distributed import init_distributed
 
+from liss.distributed import init_distributed
 from liss.train.trainer import Trainer
 
 
