@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from liss import config
+from liss import checkpoint, config
 from liss.cli import main
-from liss.train import checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from liss import checkpoint
 from liss.eval.intraining import BestCheckpoint, higher_is_better
-from liss.train import checkpoint
 
 
 def test_best_checkpoint_keeps_the_best_value(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from liss import precision
 from liss.precision import bf16_supported, resolve_precision
-from liss.train import precision
 
 CPU = torch.device("cpu")
 AVX2 = "fpu vme de pse tsc msr sse sse2 ssse3 sse4_1 sse4_2 avx f16c fma avx2 bmi2"

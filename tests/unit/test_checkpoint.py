@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from liss.train import checkpoint
+from liss import checkpoint
 
 
 def test_truncated_newest_checkpoint_is_skipped_with_a_warning(tmp_path, caplog) -> None:
