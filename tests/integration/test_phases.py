@@ -82,6 +82,20 @@ def test_traduction_trains_encoders_through_frozen_decoders(tiny_config) -> None
     assert not same(d_a, t.model.D["A"].state_dict())
 
 
+def test_traduction_phase_0_leaves_the_translation_pools_empty(tiny_config) -> None:
+    """Phase 0 of representational-traduction trains the gray discriminators but not D_A/D_B:
+    the pools of translation fakes (from frozen decoders) stay empty until D_A/D_B train."""
+    t = Trainer(tiny_config("tracking.uri=none", "loss.pool_size=4",
+                            "schedule.task_schedule=representational-traduction"),
+                init_distributed("cpu"))
+    train(t, 2)
+    assert t.sides["D"].active  # the gray discriminators did train
+    assert all(not pool.images for pool in t.pools.values())
+    t.advance_schedule(ALL_PASS)
+    train(t, 1)
+    assert all(len(pool.images) == 2 for pool in t.pools.values())  # one batch of 2
+
+
 def test_distillation_is_zero_after_a_snapshot_and_grows_with_drift(tiny_config) -> None:
     t = make_trainer(tiny_config, "schedule.task_schedule=liss",
                      "schedule.rotation_acc_threshold=0.0")
