@@ -162,7 +162,7 @@ class TrainConfig:
                          choices=("fp32", "bf16", "fp16", "auto"))
     channels_last: str = opt("auto", "NHWC memory format (auto = on for CUDA)",
                              choices=("true", "false", "auto"))
-    compile: bool = opt(False, "torch.compile the networks")
+    compile: bool = opt(False, "torch.compile the whole G step and the whole D step")
     device: str = opt("auto", "training device (auto = cuda if available)",
                       choices=("auto", "cpu", "cuda"))
     val_every: int = opt(400, "validate (and update the schedule) every N steps", ge=1)

@@ -27,6 +27,18 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+CHECK_SIZE = 32
+
+
+@pytest.fixture(scope="session")
+def good_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small valid dataset of CHECK_SIZE px images for the `liss data check` tests: treat
+    it as read-only (copy it to break it)."""
+    out = tmp_path_factory.mktemp("check") / "good"
+    synthetic.generate(out, n_train=3, n_test=2, size=CHECK_SIZE, seed=1)
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder of a finished 2-step tiny training (checkpoints, generators.pt), shared

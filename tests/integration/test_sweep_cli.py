@@ -6,18 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
-REPO = Path(__file__).resolve().parents[2]
-QUICKSTART = REPO / "configs" / "quickstart.yaml"
-
-
-def write_spec(tmp_path: Path, **fields) -> Path:
-    data = {"name": "sw", "base": str(QUICKSTART),
-            "overrides": {"run.dir": str(tmp_path / "runs")}, **fields}
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+from tests.unit.test_sweep import QUICKSTART, write_spec
 
 
 def test_local_dry_run_prints_commands(tmp_path: Path) -> None:

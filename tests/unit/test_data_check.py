@@ -10,23 +10,16 @@ import pytest
 from PIL import Image
 
 from liss.cli import main
-from liss.data import synthetic
 from liss.data.check import check_dataset, probe_image
+from tests.conftest import CHECK_SIZE
 
-SIZE = 32
-
-
-@pytest.fixture(scope="module")
-def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("check") / "good"
-    synthetic.generate(out, n_train=3, n_test=2, size=SIZE, seed=1)
-    return out
+SIZE = CHECK_SIZE
 
 
 @pytest.fixture
-def root(good: Path, tmp_path: Path) -> Path:
+def root(good_dataset: Path, tmp_path: Path) -> Path:
     """A private copy of the good dataset, to break."""
-    return shutil.copytree(good, tmp_path / "ds")
+    return shutil.copytree(good_dataset, tmp_path / "ds")
 
 
 def check(capsys: pytest.CaptureFixture[str], root: Path, *args: str) -> tuple[int, str]:
@@ -35,8 +28,8 @@ def check(capsys: pytest.CaptureFixture[str], root: Path, *args: str) -> tuple[i
     return code, capsys.readouterr().out
 
 
-def test_report_api(good: Path) -> None:
-    report = check_dataset(good)
+def test_report_api(good_dataset: Path) -> None:
+    report = check_dataset(good_dataset)
     assert report.ok and report.problems == [] and report.warnings == []
     assert report.counts == {"trainA": 3, "trainB": 3, "testA": 2, "testB": 2}
 
@@ -164,9 +157,9 @@ def test_problems_and_warnings_are_listed_together(root: Path,
     assert lines[2].startswith("warning: ") and lines[-1] == "2 problems in 2 files"
 
 
-def test_probe_image(good: Path, tmp_path: Path) -> None:
-    assert probe_image(good / "trainA" / "00000.jpg") is None
-    assert probe_image(good / "trainA" / "depths" / "00000.png") is None
+def test_probe_image(good_dataset: Path, tmp_path: Path) -> None:
+    assert probe_image(good_dataset / "trainA" / "00000.jpg") is None
+    assert probe_image(good_dataset / "trainA" / "depths" / "00000.png") is None
     empty = tmp_path / "e.jpg"
     empty.write_bytes(b"")
     assert probe_image(empty) == "empty file (0 bytes)"
