@@ -71,14 +71,7 @@ class Trainer:
 
         self.schedule = Schedule.from_config(cfg)
         self.position = SchedulePosition(self.schedule.initial(), [self.schedule.start_event()])
-        d_params = [{"group_name": "discriminators",
-                     "params": self.model.discriminator_parameters()}]
-        self.sides = {
-            "G": Side("G", GeneratorStep(self.model),
-                      build_optimizer(self.model.generator_parameter_groups(), cfg.optim),
-                      self.precision.grad_scaler(), env.device, cfg.train.compile),
-            "D": Side("D", DiscriminatorStep(self.model), build_optimizer(d_params, cfg.optim),
-                      self.precision.grad_scaler(), env.device, cfg.train.compile)}
+        self.sides = self._sides()
         self._apply_phase()
         self.pools = {d: ImagePool(cfg.loss.pool_size, seed=rng.sample_key(cfg.run.seed,
                                                                             env.rank, ord(d)))
@@ -92,6 +85,17 @@ class Trainer:
         self.first_metrics: dict[str, float] = {}
         self.last_metrics: dict[str, float] = {}
         self.jobs = self._jobs()
+
+    def _sides(self) -> dict[str, Side]:
+        """The G update (generators and their task heads, per-task lr groups) and the D
+        update (every discriminator), each with its own optimizer and grad scaler."""
+        m, c = self.model, self.cfg
+        groups = {"G": m.generator_parameter_groups(),
+                  "D": [{"group_name": "discriminators", "params": m.discriminator_parameters()}]}
+        steps = {"G": GeneratorStep(m), "D": DiscriminatorStep(m)}
+        return {name: Side(name, steps[name], build_optimizer(groups[name], c.optim),
+                           self.precision.grad_scaler(), self.env.device, c.train.compile)
+                for name in ("G", "D")}
 
     def _jobs(self) -> list[jobs.Job]:
         t, main = self.cfg.train, self.env.is_main
