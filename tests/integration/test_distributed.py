@@ -208,6 +208,40 @@ def test_resume_after_sigterm_equals_the_uninterrupted_run(tiny_overrides, tmp_p
                                                  pb["pools"]["A"]["images"], strict=True))
 
 
+@pytest.mark.slow
+def test_two_ranks_stopped_by_sigterm_resume_to_the_uninterrupted_run(tiny_overrides,
+                                                                        tmp_path) -> None:
+    """SIGTERM to torchrun mid-run: it relays the signal, both ranks agree to stop after the
+    same step, checkpoint (each rank's pools and RNG) and exit 75; resumed under torchrun,
+    the run equals the 2-rank run that was never stopped, bit for bit."""
+    common = ["train", *tiny_overrides, *SIGTERMED]
+    full = run(*common, "run.name=full", nproc=2)
+    assert full.returncode == 0, full.stderr[-3000:]
+    proc = subprocess.Popen(liss_cmd(*common, "run.name=cut", nproc=2), cwd=REPO, text=True,
+                            env=ENV, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    for line in proc.stderr:
+        if line.startswith("step 7/"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) != 0 and "preempted at step" in rest, rest[-3000:]
+    cut_dir = tmp_path / "runs" / "cut"
+    stopped_at = checkpoint.load(cut_dir / "checkpoints" / "latest.pt")["step"]
+    assert 7 <= stopped_at < 30
+    resumed = run(*common, "run.name=cut", nproc=2)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {cut_dir / 'checkpoints' / f'step_{stopped_at}.pt'}" in resumed.stderr
+    a, b = weights(tmp_path / "runs" / "full"), weights(cut_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed 2-rank run differs"
+    fa = checkpoint.load(tmp_path / "runs" / "full" / "checkpoints" / "latest.pt")
+    fb = checkpoint.load(cut_dir / "checkpoints" / "latest.pt")
+    assert fa["schedule"] == fb["schedule"] and len(fb["ranks"]) == 2
+    for ra, rb in zip(fa["ranks"], fb["ranks"], strict=True):  # each rank's own pools
+        for d in "AB":
+            assert all(torch.equal(x, y) for x, y in zip(ra["pools"][d]["images"],
+                                                         rb["pools"][d]["images"], strict=True))
+
+
 def test_extending_a_finished_run(tiny_overrides, tmp_path) -> None:
     from liss.cli import main
 
