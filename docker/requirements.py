@@ -5,7 +5,7 @@ dependency layer survives source edits.
     python requirements.py pins torch torchvision            `name==version` of what is installed
 
 The pins become a pip constraints file: the base image's CUDA builds of torch and torchvision
-already satisfy `torch>=2.4`, and pinning them makes pip fail rather than download a second
+already satisfy `torch>=2.6`, and pinning them makes pip fail rather than download a second
 PyTorch if some requirement ever asked for another version.
 """
 
