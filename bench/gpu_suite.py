@@ -178,7 +178,8 @@ def points(plan: Plan, no_bf16: str | None, no_dali: str | None) -> list[Point]:
                  plain_env(plan), 60, skip=no_bf16)]
     out += [train_point(plan, s, no_bf16=no_bf16) for s in plan.first]
     torchrun = {**plain_env(plan), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
-                "WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0"}
+                "WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0",
+                "TORCHELASTIC_RUN_ID": "gpu-suite"}  # what makes it torchrun's world of one
     for name, env in (("no WORLD_SIZE", None), ("WORLD_SIZE=1, RANK=0 (torchrun's)", torchrun)):
         out.append(train_point(plan, plan.ddp, part="ddp", env=env, no_bf16=no_bf16,
                                key={"environment": name, **plan.ddp._asdict(), "px": plan.px}))

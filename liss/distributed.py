@@ -1,9 +1,10 @@
 """Process group, device and collectives.
 
-Under `torchrun` (WORLD_SIZE > 1, or 1 with MASTER_ADDR/MASTER_PORT, as torchrun sets them
-for one process too) a process group is initialised and the step
-modules are wrapped in torch DDP (`liss.train.steps`); a plain `liss train` has none and runs
-the same step modules unwrapped. Every collective here is a no-op for a single process.
+With WORLD_SIZE > 1, or under `torchrun` with one process (TORCHELASTIC_RUN_ID set), a
+process group is initialised and the step modules are wrapped in torch DDP
+(`liss.train.steps`); a plain `liss train` (or one SLURM task, which the container
+entrypoint runs as `liss train`) has none and runs the same step modules unwrapped. Every
+collective here is a no-op for a single process.
 """
 
 from __future__ import annotations
@@ -119,9 +120,9 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
 
 def init_distributed(device_preference: str = "auto") -> DistEnv:
     """World from the torchrun environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT);
-    a process group whenever torchrun (or a launcher) set up a world, one process included."""
+    a process group for several processes, or for one that torchrun started."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    launched = world_size > 1 or {"MASTER_ADDR", "MASTER_PORT"} <= os.environ.keys()
+    launched = world_size > 1 or "TORCHELASTIC_RUN_ID" in os.environ
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_preference, local_rank)
