@@ -121,6 +121,11 @@ class LissModel(nn.Module):
     def discriminator_parameters(self) -> list[Tensor]:
         return [p for net in (*self.D.values(), *self.task_D.values()) for p in net.parameters()]
 
+    def prepare_tasks(self, device: torch.device) -> None:
+        """Tasks' device-side constants, built once before any (compiled) step."""
+        for t in self.tasks:
+            t.prepare(device)
+
     def use_channels_last(self) -> None:
         self.memory_format = torch.channels_last
         self.to(memory_format=torch.channels_last)

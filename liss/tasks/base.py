@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from liss.config import ModelConfig
@@ -78,6 +79,9 @@ class AuxTask(ABC):
     @abstractmethod
     def head(self, cfg: ModelConfig) -> nn.Module:
         """A fresh head for one generator."""
+
+    def prepare(self, device: torch.device) -> None:  # noqa: B027 (an optional hook)
+        """Build device-side constants before a step is compiled (default: there are none)."""
 
     @abstractmethod
     def inputs(self, image: Tensor, depth: Tensor | None, keys: Tensor) -> TaskInputs:

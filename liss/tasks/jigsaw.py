@@ -49,12 +49,14 @@ def tile_size(crop_size: int) -> int:
     return max(1, int(crop_size * CROP_RATIO) // GRID)
 
 
-def jigsaw(images: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
+def jigsaw(images: Tensor, keys: Tensor,
+           table: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Cut a random square from each image, shuffle its 3x3 tiles by a keyed permutation.
 
     Output grid position p receives tile perm[p] (tiles indexed row-major); tiles are
     contiguous. Returns ([N,C,J,J] with J = 3·tile, permutation indices [N]).
-    Everything is one gather on the device.
+    Everything is one gather on the device. `table`: the permutation table on the images'
+    device (default: built and cached on first use).
     """
     n, c, h, w = images.shape
     if keys.shape != (n,):
@@ -62,7 +64,7 @@ def jigsaw(images: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
     t = tile_size(min(h, w))
     j = GRID * t
     dev = images.device
-    table = _table_on(dev)
+    table = _table_on(dev) if table is None else table
     perm_idx = rng.randint(keys, STREAM_PERM, N_PERMUTATIONS)
     oy = rng.randint(keys, STREAM_Y, h - j + 1)
     ox = rng.randint(keys, STREAM_X, w - j + 1)
@@ -80,11 +82,20 @@ def jigsaw(images: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
 class JigsawTask(AuxTask):
     spec = spec_of("jigsaw")
 
+    def __init__(self, gan_mode: str = "lsgan"):
+        super().__init__(gan_mode)
+        self.tables: dict[torch.device, Tensor] = {}
+
+    def prepare(self, device: torch.device) -> None:
+        """The table on `device` now, outside any compiled step: traced, building it means
+        running through all 9! permutations in Python, which torch.compile gives up on."""
+        self.tables[device] = _table_on(device)
+
     def head(self, cfg: ModelConfig) -> nn.Module:
         return ClassifierHead(cfg.ngf, cfg.norm, N_PERMUTATIONS)
 
     def inputs(self, image: Tensor, depth: Tensor | None, keys: Tensor) -> TaskInputs:
-        puzzle, target = jigsaw(image, keys)
+        puzzle, target = jigsaw(image, keys, self.tables.get(image.device))
         return TaskInputs(puzzle, target)
 
     def loss(self, pred: Tensor, target: Tensor, discriminator: Critic | None) -> Tensor:

@@ -65,6 +65,7 @@ class Trainer:
 
         torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
         self.model = LissModel(cfg).to(env.device)
+        self.model.prepare_tasks(env.device)
         if self.channels_last:
             self.model.use_channels_last()
         torch.manual_seed(rng.sample_key(cfg.run.seed, env.rank))  # per-rank stream
