@@ -78,6 +78,8 @@ def test_smoke_suite_without_optional_packages(gpu_machine_env: dict[str, str],
     for part in ("ddp", "translate"):
         rows = parts[part]["rows"]
         assert all(r["status"] == "ok" and r["img_per_s"] > 0 for r in rows), rows
+    # world size 1 without torchrun's environment runs unwrapped, with it in a group of one
+    assert [r["process_group"] for r in parts["ddp"]["rows"]] == [None, "gloo"]
 
     table = (out / "gpu_suite.md").read_text()
     assert table.strip() in proc.stdout
