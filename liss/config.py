@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from liss.taskspec import TASK_NAMES, specs_of
+from liss.taskspec import AUTO, TASK_NAMES, auto_tasks, specs_of
 
 
 class ConfigError(ValueError):
@@ -75,6 +75,8 @@ class DataConfig:
     no_flip: bool = opt(False, "disable the random horizontal flip (the original's never fired)")
     direction: str = opt("AtoB", "BtoA swaps the roles of A and B", choices=("AtoB", "BtoA"))
     max_dataset_size: int = opt(0, "keep the first N sorted images per domain (0 = all)", ge=0)
+    scan_cache: str = opt("auto", "the start-up scan's per-file verdicts, kept across starts: "
+                          "auto = run.dir/.scan-cache/, none, or a JSON file path")
     val_fraction: float = opt(0.1, "fraction of train carved out as validation when no valA/valB",
                               gt=0.0, le=0.5)
     on_bad_file: str = opt("error", "unreadable image: stop before training, or skip and count it",
@@ -100,10 +102,14 @@ class ModelConfig:
 
 @dataclass
 class TasksConfig:
-    auxiliary_tasks: list[str] = opt(["rotation", "jigsaw", "depth", "gray"],
-                                     "self-supervised tasks (list or comma string); run in "
-                                     "priority order rotation, jigsaw, depth, gray",
-                                     choices=TASK_NAMES)
+    auxiliary_tasks: list[str] = opt([AUTO], "self-supervised tasks (list or comma string), "
+                                     "run in priority order rotation, jigsaw, depth, gray; "
+                                     "auto = all but depth, plus depth when every train and "
+                                     "val image has its depth map", choices=(AUTO, *TASK_NAMES))
+
+    @property
+    def is_auto(self) -> bool:
+        return self.auxiliary_tasks == [AUTO]
 
 
 @dataclass
@@ -398,6 +404,11 @@ def save(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
+def with_tasks(cfg: Config, names: Sequence[str]) -> Config:
+    """A validated copy of `cfg` training `names` (what `auto` resolved to)."""
+    return from_flat({"tasks.auxiliary_tasks": list(names)}, base=cfg)
+
+
 def flatten(cfg: Config) -> dict[str, Any]:
     """Dotted key -> value, for MLflow params and diffs."""
     return _flatten(cfg.to_dict())
@@ -435,8 +446,9 @@ def selectable_metrics(cfg: Config) -> list[str]:
     """Every metric name a run with `cfg` computes at validation, for `train.best_metric`."""
     s, t = cfg.schedule, cfg.train
     names = []
+    tasks = auto_tasks(with_depth=True) if cfg.tasks.is_auto else cfg.tasks.auxiliary_tasks
     for d in "AB":
-        for task in specs_of(cfg.tasks.auxiliary_tasks):
+        for task in specs_of(tasks):
             names += [f"val/{d}/{task.name}_acc"] if task.metric == "acc" else []
             names.append(f"val/{d}/{task.name}_loss")
         names += [f"val/{d}/cycle_l1", f"val/{d}/idt_l1"]
@@ -463,7 +475,11 @@ def validate(cfg: Config) -> None:
     tasks = cfg.tasks.auxiliary_tasks
     if len(set(tasks)) != len(tasks):
         raise ConfigError("tasks.auxiliary_tasks", tasks, "lists a task twice")
-    cfg.tasks.auxiliary_tasks = [s.name for s in specs_of(tasks)]
+    if AUTO in tasks and len(tasks) > 1:
+        raise ConfigError("tasks.auxiliary_tasks", tasks, "auto stands alone (it picks the "
+                          "tasks); list task names instead")
+    if not cfg.tasks.is_auto:
+        cfg.tasks.auxiliary_tasks = [s.name for s in specs_of(tasks)]
     needs_tasks = s.task_schedule.startswith("representational") or s.task_schedule == "additional"
     if needs_tasks and not tasks:
         raise ConfigError("tasks.auxiliary_tasks", tasks,

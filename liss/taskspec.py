@@ -68,6 +68,12 @@ TASKS: tuple[TaskSpec, ...] = (
 )
 TASK_NAMES: tuple[str, ...] = tuple(s.name for s in TASKS)
 _BY_NAME = {s.name: s for s in TASKS}
+AUTO = "auto"  # tasks.auxiliary_tasks: decided from the dataset when training starts
+
+
+def auto_tasks(with_depth: bool) -> list[str]:
+    """What `auto` trains: every task, depth only when the data has every map it needs."""
+    return [s.name for s in TASKS if with_depth or not s.needs_depth]
 
 
 def spec_of(name: str) -> TaskSpec:
@@ -75,6 +81,9 @@ def spec_of(name: str) -> TaskSpec:
     try:
         return _BY_NAME[name]
     except KeyError:
+        if name == AUTO:
+            raise ValueError("tasks.auxiliary_tasks=auto is decided from the dataset when "
+                             "training starts; name the tasks here") from None
         raise ValueError(f"unknown auxiliary task {name!r}; known: {', '.join(TASK_NAMES)}"
                          ) from None
 

@@ -12,6 +12,8 @@ from liss.data import synthetic
 
 # Small enough that a training step takes ~0.05 s on 2 CPU cores, big enough for every
 # network (two stride-2 convs, a 3x3 jigsaw grid, the PatchGAN).
+ALL_TASKS = "tasks.auxiliary_tasks=rotation,jigsaw,depth,gray"  # explicit: auto needs data
+
 TINY = [
     "data.load_size=40", "data.crop_size=32", "data.batch_size=2", "data.num_workers=0",
     "data.backend=torch", "model.ngf=4", "model.ndf=4", "train.log_every=2",

@@ -8,6 +8,7 @@ ignored) and are only listed. Depth maps are not looked at when they are not req
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,13 +70,18 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+Probe = Callable[[Path], tuple[str | None, tuple[int, int] | None]]
+
+
 def probe_image(path: Path) -> str | None:
     """Why `path` cannot be used as an image, or None when it decodes completely."""
-    return _probe(path)[0]
+    return probe_file(path)[0]
 
 
-def _probe(path: Path) -> tuple[str | None, tuple[int, int] | None]:
-    """(reason, None) for an unusable file, (None, (width, height)) for a good one."""
+def probe_file(path: Path) -> tuple[str | None, tuple[int, int] | None]:
+    """(reason, None) for an unusable file, (None, (width, height)) for a good one.
+
+    The one verdict every scan uses; `scan_cache.ScanCache.probe` remembers it per file."""
     try:
         if path.stat().st_size == 0:
             return "empty file (0 bytes)", None
@@ -98,9 +104,10 @@ class _Findings:
     depth_maps: int = 0
 
 
-def _check_image(image: Path, crop_size: int | None, require_depth: bool) -> _Findings:
+def _check_image(image: Path, crop_size: int | None, require_depth: bool,
+                 probe: Probe = probe_file) -> _Findings:
     found = _Findings()
-    reason, size = _probe(image)
+    reason, size = probe(image)
     if reason is not None:
         found.problems.append(Issue(image, reason))
     elif crop_size is not None and size is not None and min(size) < crop_size:
@@ -108,16 +115,16 @@ def _check_image(image: Path, crop_size: int | None, require_depth: bool) -> _Fi
             image, f"{size[0]}x{size[1]} is smaller than crop size {crop_size} "
                    "(usable only when the loader resizes it up)"))
     if require_depth:
-        _check_depth(image, found)
+        _check_depth(image, found, probe)
     return found
 
 
-def _check_depth(image: Path, found: _Findings) -> None:
+def _check_depth(image: Path, found: _Findings, probe: Probe) -> None:
     depth = depth_path(image)
     if not depth.is_file():
         found.problems.append(Issue(image, f"missing depth map depths/{depth.name}"))
         return
-    reason = probe_image(depth)
+    reason = probe(depth)[0]
     if reason is None:
         found.depth_maps += 1
     else:
@@ -179,20 +186,24 @@ def check_dataset(root: Path, *, crop_size: int | None = None,
     return report
 
 
-def _scan(images: list[Path], crop_size: int | None, require_depth: bool) -> list[_Findings]:
+def _scan(images: list[Path], crop_size: int | None, require_depth: bool,
+          probe: Probe = probe_file) -> list[_Findings]:
     """`_check_image` of every image, in order, decoded in a thread pool."""
     with ThreadPoolExecutor() as pool:
-        return list(pool.map(lambda p: _check_image(p, crop_size, require_depth), images))
+        return list(pool.map(lambda p: _check_image(p, crop_size, require_depth, probe),
+                             images))
 
 
-def unusable_images(images: list[Path], *, require_depth: bool) -> dict[Path, str]:
+def unusable_images(images: list[Path], *, require_depth: bool,
+                    probe: Probe = probe_file) -> dict[Path, str]:
     """{image: reason} for the images a loader cannot use: the file itself does not decode
     completely, or its depth map is missing or does not (only looked at when required).
 
-    The scan a training run makes before it starts (`data.on_bad_file`).
+    The scan a training run makes before it starts (`data.on_bad_file`); `probe` is where a
+    scan cache plugs in.
     """
     out = {}
-    for image, found in zip(images, _scan(images, None, require_depth), strict=True):
+    for image, found in zip(images, _scan(images, None, require_depth, probe), strict=True):
         if found.problems:
             out[image] = "; ".join(issue.reason if issue.path == image else str(issue)
                                    for issue in found.problems)

@@ -61,17 +61,32 @@ def _domain_folder(root: Path, split: str, domain: str, direction: str) -> Path:
     return root / f"{split}{domain}"
 
 
-def load_splits(root: Path, *, direction: str = "AtoB", val_fraction: float = 0.1,
-                max_dataset_size: int = 0) -> dict[str, Split]:
-    """`{"train": Split, "val": Split, "test": Split}` for a dataset root."""
+def list_splits(root: Path, *, direction: str = "AtoB", max_dataset_size: int = 0
+                ) -> dict[str, Split]:
+    """The image files of every split folder, as they are: `val` is empty without valA/valB.
+
+    The training pipeline scans these before carving validation (`carve_validation`), so
+    files it drops cannot empty the carved validation set.
+    """
     def files(split: str, domain: str) -> list[Path]:
         found = list_images(_domain_folder(root, split, domain, direction))
         return found[:max_dataset_size] if max_dataset_size else found
 
-    out: dict[str, dict[str, list[Path]]] = {"train": {}, "val": {}, "test": {}}
+    return {split: Split(A=files(split, "A"), B=files(split, "B"))
+            for split in ("train", "val", "test")}
+
+
+def carve_validation(splits: dict[str, Split], val_fraction: float) -> dict[str, Split]:
+    """Per domain without a val folder, validation carved from train (`split_train_val`)."""
+    train, val = {}, {}
     for d in DOMAINS:
-        train, val = files("train", d), files("val", d)
-        if not val:
-            train, val = split_train_val(train, val_fraction)
-        out["train"][d], out["val"][d], out["test"][d] = train, val, files("test", d)
-    return {name: Split(A=v["A"], B=v["B"]) for name, v in out.items()}
+        train[d], val[d] = (splits["train"][d], splits["val"][d]) if splits["val"][d] \
+            else split_train_val(splits["train"][d], val_fraction)
+    return {**splits, "train": Split(**train), "val": Split(**val)}
+
+
+def load_splits(root: Path, *, direction: str = "AtoB", val_fraction: float = 0.1,
+                max_dataset_size: int = 0) -> dict[str, Split]:
+    """`{"train": Split, "val": Split, "test": Split}` for a dataset root, nothing dropped."""
+    return carve_validation(list_splits(root, direction=direction,
+                                        max_dataset_size=max_dataset_size), val_fraction)

@@ -1,19 +1,22 @@
 """The trainer's view of the data: a resumable train stream and per-domain validation sets,
 behind one contract whatever the backend (`data.backend`).
 
-Before training, every image (and depth map, when the depth task is on) is decoded once
-(`check.unusable_images`, a thread pool; sharded across ranks and gathered, so every rank
-holds the same file lists and the sample stream stays identical on all of them). With
-`data.on_bad_file=error` the first unusable file stops the run here, with its path and
-reason; with `skip` those files leave the split lists and are listed in `skipped_files`.
-A file that breaks later is substituted by the next readable one (`skip`) or raises
-BadImageError (`error`) from the batch iterator; substitutions are added to
-`skipped_files` too.
+Before training: the split folders are listed, the auxiliary tasks chosen
+(`task_choice.choose_tasks`: `auto` adds depth only when every map is there), and every image
+(and depth map, when the depth task is on) decoded once (`check.unusable_images`, a thread
+pool; sharded across ranks and gathered, so every rank holds the same file lists and the sample
+stream stays identical on all of them). Verdicts are remembered per file (`scan_cache`): a
+restart decodes only what changed. With `data.on_bad_file=error` the first unusable file stops
+the run here, with its path and reason; with `skip` those files leave the split lists and are
+listed in `skipped_files`. Only then is validation carved from train, so skipped files cannot
+empty it. A file that breaks later is substituted by the next readable one (`skip`) or raises
+BadImageError (`error`) from the batch iterator; substitutions are added to `skipped_files` too.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,12 +25,14 @@ from typing import TypeVar
 
 import torch.distributed as dist
 
-from liss.config import Config, ConfigError, check_per_rank_batch
+from liss.config import Config, ConfigError, check_per_rank_batch, with_tasks
 from liss.data.batch import Batch, DomainBatch
 from liss.data.check import unusable_images
 from liss.data.images import Failures
-from liss.data.layout import DOMAINS, Split, load_splits
+from liss.data.layout import DOMAINS, Split, carve_validation, list_splits
 from liss.data.sampler import StreamSampler
+from liss.data.scan_cache import ScanCache, cache_path
+from liss.data.task_choice import TaskChoice, choose_tasks
 from liss.taskspec import needs_depth
 
 log = logging.getLogger(__name__)
@@ -70,6 +75,7 @@ class InputPipeline:
     # split -> [(image, reason)]: dropped by the start-up scan, then substituted mid-run
     skipped_files: dict[str, Failures] = field(
         default_factory=lambda: {s: [] for s in SPLITS})
+    tasks: TaskChoice | None = None  # what build_pipeline chose (cfg trains exactly these)
 
     @property
     def local_batch(self) -> int:
@@ -146,17 +152,29 @@ class InputPipeline:
             num_workers=min(d.num_workers, 2)))
 
 
-def _scan(splits: dict[str, Split], with_depth: bool, rank: int, world_size: int
-          ) -> dict[Path, str]:
-    """{image: reason} over every split; each rank decodes its share, then all gather."""
+def _scan(splits: dict[str, Split], with_depth: bool, cache: ScanCache, rank: int,
+          world_size: int) -> dict[Path, str]:
+    """{image: reason} over every split; each rank decodes its share of what the cache does
+    not know, then all gather (verdicts and new cache entries); rank 0 writes the cache."""
     files = sorted({f for split in splits.values() for dom in DOMAINS for f in split[dom]})
     shard = world_size > 1 and dist.is_available() and dist.is_initialized()
+    start = time.monotonic()
     found = unusable_images(files[rank::world_size] if shard else files,
-                            require_depth=with_depth)
+                            require_depth=with_depth, probe=cache.probe)
+    hits, decoded = cache.hits, len(cache.fresh)
     if shard:
-        gathered: list[dict[Path, str]] = [{} for _ in range(world_size)]
-        dist.all_gather_object(gathered, found)
-        found = {k: v for part in gathered for k, v in part.items()}
+        gathered: list[tuple[dict[Path, str], dict, int]] = [({}, {}, 0)] * world_size
+        dist.all_gather_object(gathered, (found, cache.fresh, cache.hits))
+        found = {k: v for part, _, _ in gathered for k, v in part.items()}
+        for _, fresh, _ in gathered:
+            cache.merge(fresh)
+        hits, decoded = sum(h for _, _, h in gathered), len(cache.fresh)
+    if rank == 0:
+        cache.save()
+        where = f" (verdicts kept in {cache.path})" if cache.path else ""
+        log.info("data scan: %d images, %d files decoded, %d unchanged files known from "
+                 "the scan cache, %.1f s%s", len(files), decoded, hits,
+                 time.monotonic() - start, where)
     return found
 
 
@@ -171,7 +189,8 @@ def _without(splits: dict[str, Split], bad: dict[Path, str]
 
 def build_pipeline(cfg: Config, *, rank: int = 0, world_size: int = 1,
                    pin_memory: bool = False) -> InputPipeline:
-    """Scan the dataset and check it can feed this config; ConfigError names what is wrong."""
+    """Choose the tasks, scan the dataset, carve validation; the pipeline's `cfg` trains the
+    chosen tasks. ConfigError names what is wrong."""
     d = cfg.data
     root = Path(d.root)
     if not root.is_dir():
@@ -179,18 +198,21 @@ def build_pipeline(cfg: Config, *, rank: int = 0, world_size: int = 1,
                           "one with `liss data synth data/synth`)")
     check_per_rank_batch(cfg, world_size)
     backend = resolve_backend(d.backend, cfg.train.device)
-    splits = load_splits(root, direction=d.direction, val_fraction=d.val_fraction,
-                         max_dataset_size=d.max_dataset_size)
-    _require_images(cfg, splits, "")
-    with_depth = needs_depth(cfg.tasks.auxiliary_tasks)
-    bad = _scan(splits, with_depth, rank, world_size)
+    listed = list_splits(root, direction=d.direction, max_dataset_size=d.max_dataset_size)
+    _require_images(cfg, carve_validation(listed, d.val_fraction), "")
+    tasks = choose_tasks(cfg, listed)
+    cfg = with_tasks(cfg, tasks.names)
+    with_depth = needs_depth(tasks.names)
+    cache = ScanCache(cache_path(d.scan_cache, cfg.run.dir, root), root)
+    bad = _scan(listed, with_depth, cache, rank, world_size)
     if bad and d.on_bad_file == "error":
         path = min(bad)
         raise ConfigError("data.on_bad_file", d.on_bad_file, f"{path}: {bad[path]} "
                           f"({len(bad)} unusable file{'s' * (len(bad) > 1)} under {root}; "
                           f"list them with `liss data check {root}`, or set "
                           "data.on_bad_file=skip to train without them)")
-    splits, skipped = _without(splits, bad)
+    kept, skipped = _without(listed, bad)
+    splits = carve_validation(kept, d.val_fraction)
     if bad:
         _require_images(cfg, splits, f" ({len(bad)} unusable files skipped)")
         if rank == 0:
@@ -198,7 +220,7 @@ def build_pipeline(cfg: Config, *, rank: int = 0, world_size: int = 1,
             log.warning("data.on_bad_file=skip: %d unusable files left out, e.g. %s",
                         len(bad), examples)
     return InputPipeline(cfg, splits, backend, rank, world_size, with_depth, pin_memory,
-                         skip_bad=d.on_bad_file == "skip", skipped_files=skipped)
+                         skip_bad=d.on_bad_file == "skip", skipped_files=skipped, tasks=tasks)
 
 
 def _require_images(cfg: Config, splits: dict[str, Split], note: str) -> None:

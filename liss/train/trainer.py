@@ -56,12 +56,12 @@ J = TypeVar("J", bound=jobs.Job)
 class Trainer:
     def __init__(self, cfg: Config, env: DistEnv):
         optimizer_class(cfg.optim.name)  # needs torch, so not in config.validate; fails early
-        self.cfg, self.env = cfg, env
-        self.run_dir = cfg.run_dir
+        self.env, self.run_dir = env, cfg.run_dir
         self.precision = resolve_precision(cfg.train.precision, env.device)
         self.channels_last = resolve_channels_last(cfg.train.channels_last, env.device)
         self.data: InputPipeline = build_pipeline(cfg, rank=env.rank, world_size=env.world_size,
                                                   pin_memory=env.device.type == "cuda")
+        self.cfg = cfg = self.data.cfg  # with tasks.auxiliary_tasks=auto resolved
 
         torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
         self.model = LissModel(cfg).to(env.device)
@@ -294,6 +294,9 @@ class Trainer:
         if not main:
             return
         self.folder.write_config(cfg)
+        if self.data.tasks is not None:
+            names = ", ".join(cfg.tasks.auxiliary_tasks) or "none (translation only)"
+            self.progress.message(f"tasks: {names} ({self.data.tasks.reason})")
         if self.data.skipped_count:
             path = self.folder.write_skipped_files(self.data.skipped_files)
             self.progress.message(f"data.on_bad_file=skip: {self.data.skipped_count} unusable "
@@ -302,6 +305,8 @@ class Trainer:
             self.tracker.log_params(config_lib.flatten(cfg))
             self.tracker.set_tags(run_tags(cfg, self.env.world_size, str(self.env.device),
                                            self.precision.name))
+            if self.data.tasks is not None:
+                self.tracker.set_tags({"tasks_reason": self.data.tasks.reason})
             self.tracker.log_artifact(self.run_dir / "config.yaml")
             self.folder.write_events(self.events)
         else:

@@ -9,6 +9,7 @@ import yaml
 
 from liss import config
 from liss.cli import main
+from liss.taskspec import auto_tasks
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,7 +115,8 @@ def test_defaults_match_the_original() -> None:
     assert (c.data.load_size, c.data.crop_size, c.data.batch_size) == (286, 256, 1)
     assert c.schedule.rotation_acc_threshold == 0.2 and c.schedule.depth_loss_threshold == 0.5
     assert c.schedule.encoder_merge_ratio == 1.0 and c.schedule.repr_mode == "freeze"
-    assert c.tasks.auxiliary_tasks == ["rotation", "jigsaw", "depth", "gray"]
+    assert c.tasks.auxiliary_tasks == ["auto"]  # = the original's four with depth maps
+    assert auto_tasks(with_depth=True) == ["rotation", "jigsaw", "depth", "gray"]
     assert c.model.identity == "crossed" and c.model.D_rotation is False
 
 

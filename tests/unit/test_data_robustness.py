@@ -29,6 +29,7 @@ BACKENDS = ("torch", "dali")
 def pipeline(root: Path, backend: str = "torch", *extra: str) -> InputPipeline:
     return build_pipeline(config.load(None, [
         f"data.root={root}", f"data.backend={backend}", "data.num_workers=0",
+        f"run.dir={root.parent / 'runs'}",
         "data.load_size=40", "data.crop_size=32", "data.batch_size=2", "train.device=cpu",
         *extra]))
 
@@ -155,7 +156,7 @@ def bad_test_image(root: Path) -> tuple[Path, str]:
     return path, "not an image Pillow can identify"
 
 
-BREAKERS = [zero_byte, not_an_image, truncated, missing_depth, bad_depth, bad_test_image]
+BREAKERS = [zero_byte, not_an_image, truncated, bad_depth, bad_test_image]
 
 
 @pytest.mark.parametrize("breaker", BREAKERS, ids=lambda f: f.__name__)
@@ -180,6 +181,38 @@ def test_skip_policy_leaves_the_file_out_and_counts_it(root: Path, breaker) -> N
     for batch in itertools.islice(data.train_batches(), 5):
         assert batch.A.image.isfinite().all()
     assert data.skipped_count == 1  # nothing else went wrong while loading
+
+
+def test_a_missing_depth_map_turns_auto_depth_off(root: Path) -> None:
+    missing_depth(root)
+    data = pipeline(root)
+    assert data.cfg.tasks.auxiliary_tasks == ["rotation", "jigsaw", "gray"]
+    assert data.tasks is not None and "1 of 20 train/val images have no depth map" in \
+        data.tasks.reason and "liss data depth" in data.tasks.reason
+    assert not data.with_depth and data.skipped_count == 0
+
+
+def test_auto_trains_depth_when_every_map_is_there(root: Path) -> None:
+    data = pipeline(root)
+    assert data.cfg.tasks.auxiliary_tasks == ["rotation", "jigsaw", "depth", "gray"]
+    assert data.with_depth and next(data.train_batches()).A.depth is not None
+
+
+def test_explicit_depth_without_its_maps_is_one_line(root: Path) -> None:
+    path, _ = missing_depth(root)
+    with pytest.raises(ConfigError) as caught:
+        pipeline(root, "torch", "tasks.auxiliary_tasks=[depth]")
+    message = str(caught.value)
+    assert message.startswith("tasks.auxiliary_tasks=['depth']: ") and "\n" not in message
+    assert f"1 of 20 train/val images have none (first: {depth_path(path)})" in message
+    assert "tasks.auxiliary_tasks=auto" in message and f"liss data depth {root}" in message
+
+
+def test_skip_leaves_out_the_images_without_a_map(root: Path) -> None:
+    path, reason = missing_depth(root)
+    data = pipeline(root, "torch", "tasks.auxiliary_tasks=[depth]", "data.on_bad_file=skip")
+    assert data.skipped_files["train"] == [(path, reason)]
+    assert "1 images without a depth map are skipped" in data.tasks.reason
 
 
 def test_missing_depth_is_fine_when_no_task_needs_depth(root: Path) -> None:

@@ -11,6 +11,7 @@ from liss.model import LissModel, other
 from liss.schedule import DECODERS, ENCODERS, IDENTITY, TASK_HEADS, TRANSLATION, Phase
 from liss.tasks.jigsaw import N_PERMUTATIONS
 from liss.tasks.rotation import rotation_stack
+from tests.conftest import ALL_TASKS
 
 TASKS = ("rotation", "jigsaw", "depth", "gray")
 EVERYTHING = Phase(0, (*TASKS, IDENTITY, TRANSLATION))
@@ -18,7 +19,7 @@ EVERYTHING = Phase(0, (*TASKS, IDENTITY, TRANSLATION))
 
 def make_model(*overrides: str) -> LissModel:
     torch.manual_seed(0)
-    return LissModel(config.load(None, ["model.ngf=4", "model.ndf=4", *overrides]))
+    return LissModel(config.load(None, ["model.ngf=4", "model.ndf=4", ALL_TASKS, *overrides]))
 
 
 def domain_batch(n: int = 2, size: int = 32, seed: int = 0) -> DomainBatch:

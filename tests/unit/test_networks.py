@@ -12,6 +12,7 @@ from liss.nn.discriminator import ROTATION_CLASSES, Discriminator
 from liss.nn.generator import ClassifierHead, Encoder
 from liss.tasks.jigsaw import N_PERMUTATIONS, jigsaw
 from liss.tasks.rotation import N_ROTATIONS
+from tests.conftest import ALL_TASKS
 
 NGF = 8
 
@@ -19,7 +20,8 @@ NGF = 8
 @pytest.fixture(scope="module")
 def model() -> LissModel:
     torch.manual_seed(0)
-    cfg = config.load(None, [f"model.ngf={NGF}", f"model.ndf={NGF}", "model.D_rotation=true"])
+    cfg = config.load(None, [f"model.ngf={NGF}", f"model.ndf={NGF}", "model.D_rotation=true",
+                              ALL_TASKS])
     return LissModel(cfg).eval()
 
 
@@ -86,7 +88,7 @@ def test_init_weights_normal() -> None:
 
 
 def test_checkpoint_names() -> None:
-    cfg = config.load(None, ["model.ngf=4", "model.ndf=4"])
+    cfg = config.load(None, ["model.ngf=4", "model.ndf=4", ALL_TASKS])
     m = LissModel(cfg)
     assert set(m.networks()) == {"G_A", "G_B", "D_A", "D_B", "D_A_gray", "D_B_gray"}
     m.update_reference(1.0)

@@ -13,6 +13,7 @@ from liss.data.batch import Batch, DomainBatch
 from liss.model import LissModel
 from liss.precision import Precision, resolve_channels_last, resolve_precision
 from liss.schedule import IDENTITY, TRANSLATION, Phase
+from tests.conftest import ALL_TASKS
 
 CPU = torch.device("cpu")
 EVERYTHING = Phase(0, ("rotation", "jigsaw", "depth", "gray", IDENTITY, TRANSLATION))
@@ -32,7 +33,8 @@ def batch(channels_last: bool = False) -> Batch:
 def step_grads(precision: str, channels_last: bool = False) -> tuple[float, torch.Tensor]:
     """Loss and unscaled G gradients of one step; fp16 retries as GradScaler backs off."""
     torch.manual_seed(0)
-    model = LissModel(config.load(None, ["model.ngf=8", "model.ndf=8", "model.D_rotation=true"]))
+    model = LissModel(config.load(None, ["model.ngf=8", "model.ndf=8", "model.D_rotation=true",
+                                       ALL_TASKS]))
     if channels_last:
         model.use_channels_last()
     prec = Precision(precision, CPU)
@@ -79,7 +81,8 @@ def test_fp32_gradient_is_this_sensitive_at_init(fp32) -> None:
     """Why the gradient bounds above are loose: fp32 alone, 0.1% noise on the input."""
     _, g32 = fp32
     torch.manual_seed(0)
-    model = LissModel(config.load(None, ["model.ngf=8", "model.ndf=8", "model.D_rotation=true"]))
+    model = LissModel(config.load(None, ["model.ngf=8", "model.ndf=8", "model.D_rotation=true",
+                                       ALL_TASKS]))
     b = batch()
     noise = torch.Generator().manual_seed(1)
     for x in (b.A.image, b.B.image):

@@ -10,13 +10,25 @@ import pytest
 
 from liss import config
 from liss.schedule import Schedule, Threshold
-from liss.taskspec import N_PERMUTATIONS, N_ROTATIONS, TASK_NAMES, TASKS, spec_of, specs_of
+from liss.taskspec import (
+    N_PERMUTATIONS,
+    N_ROTATIONS,
+    TASK_NAMES,
+    TASKS,
+    auto_tasks,
+    spec_of,
+    specs_of,
+)
+from tests.conftest import ALL_TASKS
 
 
 def test_registry_is_in_priority_order() -> None:
     assert TASK_NAMES == ("rotation", "jigsaw", "depth", "gray")  # spec §3
-    assert config.Config().tasks.auxiliary_tasks == list(TASK_NAMES)
-    assert config.LEAF_FIELDS["tasks.auxiliary_tasks"].metadata["choices"] == TASK_NAMES
+    assert auto_tasks(with_depth=True) == list(TASK_NAMES)  # the original's default set
+    assert auto_tasks(with_depth=False) == ["rotation", "jigsaw", "gray"]
+    assert config.Config().tasks.auxiliary_tasks == ["auto"]
+    assert config.LEAF_FIELDS["tasks.auxiliary_tasks"].metadata["choices"] == ("auto",
+                                                                               *TASK_NAMES)
 
 
 @pytest.mark.parametrize("spec", TASKS, ids=TASK_NAMES)
@@ -57,7 +69,7 @@ def test_config_and_schedule_stay_torch_free() -> None:
 
 def test_schedule_thresholds_come_from_the_specs() -> None:
     cfg = config.load(None, ["schedule.depth_loss_threshold=0.3",
-                             "schedule.rotation_acc_threshold=0.6"])
+                             "schedule.rotation_acc_threshold=0.6", ALL_TASKS])
     s = Schedule.from_config(cfg)
     assert s.thresholds["depth"] == Threshold("loss", 0.3)
     assert s.thresholds["rotation"] == Threshold("acc", 0.6)
