@@ -45,7 +45,7 @@ def _check(args: argparse.Namespace) -> int:
     from liss.data.check import check_dataset
 
     report = check_dataset(Path(args.root), crop_size=args.crop_size,
-                           require_depth=not args.no_depth)
+                           depth="ignore" if args.no_depth else args.depth)
     print(report.format())
     return EXIT_OK if report.ok and not (args.strict and report.warnings) else EXIT_FAILED
 
@@ -105,7 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("root")
     c.add_argument("--crop-size", type=int, default=None,
                    help="also report images smaller than this")
-    c.add_argument("--no-depth", action="store_true", help="depth maps are not required")
+    c.add_argument("--depth", choices=("auto", "require", "ignore"), default="auto",
+                   help="depth maps: required when every train/val image has one, as "
+                   "tasks.auxiliary_tasks=auto trains depth then (auto), always, or never")
+    c.add_argument("--no-depth", action="store_true", help="the same as --depth ignore")
     c.add_argument("--strict", action="store_true",
                    help="warnings (orphan depth maps, images smaller than the crop) fail too")
     c.set_defaults(func=_check)

@@ -3,7 +3,9 @@
 Why: a bad file found mid-training costs a crashed job; found here it costs seconds. Problems
 are files or folders a training run cannot use and make the check fail; warnings are usable but
 suspicious (an image smaller than the crop is resized up by the loader, an orphan depth map is
-ignored) and are only listed. Depth maps are not looked at when they are not required.
+ignored) and are only listed. Depth maps are required as `tasks.auxiliary_tasks=auto` would
+(when every train/val image has one) or as asked (`depth="require"|"ignore"`); maps that are
+not required are not looked at.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from liss.data.layout import depth_path, list_images
+from liss.data.layout import depth_path, list_images, list_splits
+from liss.data.task_choice import FIX, images_without_depth
 
 REQUIRED_SPLITS = ("trainA", "trainB", "testA", "testB")
 OPTIONAL_SPLITS = ("valA", "valB")
+SCAN_CHUNK = 32  # images per thread-pool task
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class CheckReport:
 
     root: Path
     require_depth: bool = True
+    depth_note: str = ""  # under depth="auto": what the run would do and why
     counts: dict[str, int] = field(default_factory=dict)
     depth_maps: int = 0
     problems: list[Issue] = field(default_factory=list)
@@ -52,6 +57,8 @@ class CheckReport:
         lines = [str(issue) for issue in self.problems]
         lines += [f"warning: {issue}" for issue in self.warnings]
         lines.append(self._summary())
+        if self.depth_note:
+            lines.append(self.depth_note)
         if not self.ok:
             files = len({issue.path for issue in self.problems})
             lines.append(f"{_count(len(self.problems), 'problem')} in {_count(files, 'file')}")
@@ -161,14 +168,20 @@ def _orphan_depths(folder: Path, images: list[Path]) -> list[Issue]:
 
 
 def check_dataset(root: Path, *, crop_size: int | None = None,
-                  require_depth: bool = True) -> CheckReport:
-    """Decode every image (and depth map) of a CycleGAN-layout dataset, in threads."""
+                  depth: str = "auto") -> CheckReport:
+    """Decode every image (and depth map) of a CycleGAN-layout dataset, in threads.
+
+    `depth`: "auto" requires maps when every train/val image has one (as training's `auto`
+    task choice does), "require" always, "ignore" never."""
     root = Path(root)
-    report = CheckReport(root, require_depth=require_depth)
+    report = CheckReport(root, require_depth=depth == "require")
     if not root.is_dir():
         reason = "not a directory" if root.exists() else "dataset root does not exist"
         report.problems.append(Issue(root, reason))
         return report
+    if depth == "auto":
+        report.require_depth, report.depth_note = _auto_depth(root)
+    require_depth = report.require_depth
     images: list[Path] = []
     for folder in _split_folders(root, report):
         found = list_images(folder)
@@ -186,12 +199,25 @@ def check_dataset(root: Path, *, crop_size: int | None = None,
     return report
 
 
+def _auto_depth(root: Path) -> tuple[bool, str]:
+    """Whether `auto` would train depth on `root`, and the line that says so."""
+    lacking, total = images_without_depth(list_splits(root))
+    if not lacking:
+        return True, "depth: every train/val image has a map, so auto trains the depth task"
+    return False, (f"depth: {len(lacking)} of {total} train/val images have no map, so auto "
+                   f"trains without the depth task (compute them: {FIX.format(root=root)})")
+
+
 def _scan(images: list[Path], crop_size: int | None, require_depth: bool,
           probe: Probe = probe_file) -> list[_Findings]:
-    """`_check_image` of every image, in order, decoded in a thread pool."""
+    """`_check_image` of every image, in order, decoded in a thread pool (in chunks: most
+    answers come from a scan cache, and a task per file would cost more than the answer)."""
+    def chunk(start: int) -> list[_Findings]:
+        return [_check_image(p, crop_size, require_depth, probe)
+                for p in images[start:start + SCAN_CHUNK]]
+
     with ThreadPoolExecutor() as pool:
-        return list(pool.map(lambda p: _check_image(p, crop_size, require_depth, probe),
-                             images))
+        return [f for part in pool.map(chunk, range(0, len(images), SCAN_CHUNK)) for f in part]
 
 
 def unusable_images(images: list[Path], *, require_depth: bool,

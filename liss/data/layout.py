@@ -7,6 +7,7 @@ when they exist, else they are carved from train deterministically (see `split_t
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +16,21 @@ DOMAINS = ("A", "B")
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Sorted image files at the top level of `folder` (empty list when it does not exist)."""
+    """Sorted image files at the top level of `folder` (empty list when it does not exist).
+
+    `os.scandir` knows each entry's type from the directory listing itself, so a folder of
+    100k images costs no stat per file."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file()
-                  and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    with os.scandir(folder) as entries:
+        return sorted(folder / e.name for e in entries if e.is_file()
+                      and Path(e.name).suffix.lower() in IMAGE_EXTENSIONS
+                      and not e.name.startswith("."))
+
+
+def depth_stems(folder: Path) -> set[str]:
+    """Stems of the depth maps in `folder/depths` (one listing, not a stat per image)."""
+    return {p.stem for p in list_images(folder / "depths") if p.suffix.lower() == ".png"}
 
 
 def depth_path(image: Path) -> Path:

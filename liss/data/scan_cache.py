@@ -55,7 +55,7 @@ class ScanCache:
     """
 
     def __init__(self, path: Path | None, root: Path):
-        self.path, self.root = path, root.resolve()
+        self.path, self.given_root, self.root = path, root, root.resolve()
         self.entries: dict[str, list[Any]] = {} if path is None else self._read(path)
         self.fresh: dict[str, list[Any]] = {}
         self.hits = 0
@@ -74,11 +74,11 @@ class ScanCache:
         return data.get("files", {})
 
     def _key(self, path: Path) -> str:
-        resolved = path.resolve()
+        """The path under the root (files are listed from it: no resolving per file)."""
         try:
-            return resolved.relative_to(self.root).as_posix()
+            return path.relative_to(self.given_root).as_posix()
         except ValueError:
-            return str(resolved)
+            return str(path.resolve())
 
     def probe(self, path: Path) -> Verdict:
         stat = _stat(path)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liss.config import Config, ConfigError
-from liss.data.layout import DOMAINS, Split, depth_path
+from liss.data.layout import DOMAINS, Split, depth_path, depth_stems
 from liss.taskspec import auto_tasks, needs_depth
 
 FIX = "liss data depth {root} --model FILE"  # docs/data.md, "Computing depth maps"
@@ -25,10 +25,11 @@ class TaskChoice:
     reason: str
 
 
-def _without_maps(listed: dict[str, Split]) -> tuple[list[Path], int]:
+def images_without_depth(listed: dict[str, Split]) -> tuple[list[Path], int]:
     """The train and val images that have no depth map, and how many images there are."""
     images = [f for split in ("train", "val") for d in DOMAINS for f in listed[split][d]]
-    return [f for f in images if not depth_path(f).is_file()], len(images)
+    maps = {folder: depth_stems(folder) for folder in {f.parent for f in images}}
+    return [f for f in images if f.stem not in maps[f.parent]], len(images)
 
 
 def choose_tasks(cfg: Config, listed: dict[str, Split]) -> TaskChoice:
@@ -38,7 +39,7 @@ def choose_tasks(cfg: Config, listed: dict[str, Split]) -> TaskChoice:
     requested, root = cfg.tasks.auxiliary_tasks, cfg.data.root
     if not cfg.tasks.is_auto and not needs_depth(requested):
         return TaskChoice(requested, "as configured")
-    lacking, total = _without_maps(listed)
+    lacking, total = images_without_depth(listed)
     first = f"first: {depth_path(lacking[0])}" if lacking else ""
     if cfg.tasks.is_auto:
         if not lacking:

@@ -136,20 +136,31 @@ def test_images_smaller_than_crop_are_warnings(root: Path,
     assert code == 0 and "; 0 warnings" in out
 
 
-def test_no_depth_makes_missing_depth_fine(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_depth_is_required_as_auto_would_train_it(root: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(capsys, root)
+    assert code == 0 and "10 depth maps" in out
+    assert "every train/val image has a map, so auto trains the depth task" in out
+    (root / "trainB" / "depths" / "00001.png").write_bytes(b"")  # a map that is there: checked
+    code, out = check(capsys, root)
+    assert code == 1 and "bad depth map: empty file" in out
     for split in ("trainA", "trainB", "testA", "testB"):
         shutil.rmtree(root / split / "depths")
     code, out = check(capsys, root)
+    assert code == 0 and "depth not checked" in out
+    assert ("depth: 6 of 6 train/val images have no map, so auto trains without the depth "
+            f"task (compute them: liss data depth {root} --model FILE)") in out
+    code, out = check(capsys, root, "--depth", "require")
     assert code == 1 and "10 problems in 10 files" in out
     code, out = check(capsys, root, "--no-depth")
-    assert code == 0 and "depth not checked" in out
+    assert code == 0 and "depth not checked" in out and "auto trains" not in out
 
 
 def test_problems_and_warnings_are_listed_together(root: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     (root / "trainA" / "00000.jpg").write_bytes(b"")
     (root / "trainB" / "depths" / "00000.png").unlink()
-    code, out = check(capsys, root, "--crop-size", "64")
+    code, out = check(capsys, root, "--crop-size", "64", "--depth", "require")
     lines = out.splitlines()
     assert code == 1
     assert lines[:2] == [f"{root / 'trainA' / '00000.jpg'}: empty file (0 bytes)",
