@@ -50,6 +50,26 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok and not (args.strict and report.warnings) else EXIT_FAILED
 
 
+def _depth(args: argparse.Namespace) -> int:
+    from liss.data.depth_maps import Options, compute_depth_maps
+    from liss.data.depth_model import DepthModelError, load_depth_model
+
+    opts = Options(input_size=args.input_size, mean=tuple(args.mean), std=tuple(args.std),
+                   output=args.output, percentile=args.percentile, batch_size=args.batch_size,
+                   splits=tuple(s for s in args.splits.split(",") if s), overwrite=args.overwrite)
+    try:
+        opts.validate()  # before the model loads
+        model = load_depth_model(Path(args.model), args.device)
+        summary = compute_depth_maps(Path(args.root), model, opts)
+    except DepthModelError as e:
+        print(f"liss: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    for path, reason in summary.failed:
+        print(f"{path}: {reason}", file=sys.stderr)
+    print(summary)
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
 def _compare(args: argparse.Namespace) -> int:
     from liss import runs
 
@@ -79,6 +99,36 @@ def _defaults(args: argparse.Namespace) -> int:
 
     print(config.render_defaults(), end="")
     return EXIT_OK
+
+
+def _add_depth_parser(data: argparse._SubParsersAction) -> None:
+    from liss.data import DEPTH_OUTPUTS, IMAGENET_MEAN, IMAGENET_STD
+
+    d = data.add_parser("depth", help="compute missing depth maps with a depth model file",
+                        description="Write ROOT/<split>/depths/<stem>.png for every image "
+                        "without one, from a monocular depth model (docs/data.md).")
+    d.add_argument("root")
+    d.add_argument("--model", required=True, help="TorchScript (.pt, .ts) or ONNX (.onnx) "
+                   "file: RGB [N,3,S,S] -> [N,1,H,W] or [N,H,W]")
+    d.add_argument("--output", default="inverse-depth", choices=DEPTH_OUTPUTS,
+                   help="what the model returns: relative inverse depth (MiDaS, DPT, Depth "
+                   "Anything) or depth (metric models)")
+    d.add_argument("--input-size", type=int, default=None,
+                   help="square side fed to the model (default 384, or an ONNX model's fixed "
+                   "size; MiDaS/DPT want multiples of 32, Depth Anything of 14)")
+    d.add_argument("--mean", type=float, nargs=3, default=IMAGENET_MEAN, metavar=("R", "G", "B"),
+                   help="the model sees (rgb in [0,1] - mean) / std (default: ImageNet's)")
+    d.add_argument("--std", type=float, nargs=3, default=IMAGENET_STD, metavar=("R", "G", "B"))
+    d.add_argument("--percentile", type=float, default=99.0,
+                   help="this percentile of each map's inverse depth is stored as 1 (nearest)")
+    d.add_argument("--splits", default="", metavar="A,B,...",
+                   help="comma-separated split folders (trainA ... testB) or splits (train, "
+                   "val, test: both domains); default: every split folder present")
+    d.add_argument("--batch-size", type=int, default=4)
+    d.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    d.add_argument("--overwrite", action="store_true",
+                   help="recompute every map (default: keep maps that exist and decode)")
+    d.set_defaults(func=_depth)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--strict", action="store_true",
                    help="warnings (orphan depth maps, images smaller than the crop) fail too")
     c.set_defaults(func=_check)
+    _add_depth_parser(data)
 
     runs = sub.add_parser("runs", help="compare and sync tracked runs").add_subparsers(
         dest="runs_cmd", required=True)

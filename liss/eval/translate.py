@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import html
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import quote
 
 import numpy as np
@@ -31,14 +29,13 @@ from torch.nn import functional as F
 
 from liss.data.images import BadImageError, read_image
 from liss.data.layout import list_images
+from liss.data.prefetch import prefetch
 from liss.eval import tiling
 from liss.eval.generators import LoadError, Translator
 
 THUMB = 256
 MAX_PENDING = 4  # batches' worth of decoded images waiting for same-shaped company
 SAVE_OPTIONS = {".jpg": {"quality": 95}, ".jpeg": {"quality": 95}, ".webp": {"quality": 95}}
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -128,17 +125,6 @@ def save_thumb(array: np.ndarray, path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- plumbing
-
-
-def prefetch(fn: Callable[[T], R], items: Iterable[T], pool: ThreadPoolExecutor, depth: int
-             ) -> Iterator[tuple[T, Future[R]]]:
-    """(item, future of fn(item)) in order, at most `depth` running ahead."""
-    queue: deque[tuple[T, Future[R]]] = deque()
-    for item in items:
-        queue.append((item, pool.submit(fn, item)))
-        if len(queue) > depth:
-            yield queue.popleft()
-    yield from queue
 
 
 def shape_batches(items: Iterable[tuple[Path, Tensor]], batch_size: int, tile: int
