@@ -26,6 +26,8 @@ RUN python /tmp/build/requirements.py pins torch torchvision >/tmp/build/constra
 COPY pyproject.toml README.md /tmp/build/src/
 COPY liss /tmp/build/src/liss
 COPY launch /tmp/build/src/launch
+COPY configs /tmp/build/src/configs
+COPY k8s /tmp/build/src/k8s
 RUN python -m pip install --no-cache-dir --no-deps -c /tmp/build/constraints.txt \
       /tmp/build/src \
  && python -c "import liss.cli, nvidia.dali, torch, torchvision; \

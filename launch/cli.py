@@ -26,6 +26,7 @@ from launch.common import (
 )
 from launch.sweep import Point, SweepSpec, expand, load_spec, sweep_id, tracking_uri
 from liss.config import ConfigError
+from liss.resources import shipped_sweeps
 
 LAUNCHERS = ("local", "slurm", "k8s")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PREEMPTED = 0, 1, 2, 75
@@ -40,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="liss sweep", description=" ".join(__doc__.split("\n\n")[0].split()),
         epilog="liss sweep status SPEC: the state of each point of the sweep (and where to "
         "watch it). Docs: docs/launching.md")
-    p.add_argument("spec", help="sweep spec YAML (see configs/sweeps/)")
+    p.add_argument("spec", help="sweep spec YAML, or the name of a shipped one "
+                   f"({', '.join(shipped_sweeps())})")
     p.add_argument("--launcher", required=True, choices=LAUNCHERS,
                    help="local: torchrun on this machine; slurm: one submitit job array; "
                    "k8s: one Kubernetes Job per point")
@@ -60,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _status_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="liss sweep status",
                                 description="where each point of a sweep stands")
-    p.add_argument("spec", help="sweep spec YAML")
+    p.add_argument("spec", help="sweep spec YAML, or the name of a shipped one")
     return p
 
 

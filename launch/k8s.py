@@ -51,8 +51,9 @@ from launch.common import (
 from launch.sweep import Point, SweepSpec, sweep_id, tracking_uri
 from liss import config as config_lib
 from liss.config import ConfigError
+from liss.resources import shipped_dir
 
-K8S_DIR = Path(__file__).resolve().parents[1] / "k8s"
+K8S_DIR = shipped_dir("k8s")
 JOB_FILE = K8S_DIR / "base" / "job.yaml"
 SERVICE_FILE = K8S_DIR / "components" / "multi-node" / "service.yaml"
 CONTAINER = "trainer"

@@ -43,6 +43,7 @@ import yaml
 
 from liss import config as config_lib
 from liss.config import Config, ConfigError
+from liss.resources import shipped_sweeps
 from liss.train.optim import optimizer_class
 
 SPEC_KEYS = {"name", "base", "overrides", "axes", "points", "exclude", "resources", "slurm",
@@ -98,10 +99,10 @@ def slug(text: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", str(text).lower())).strip("-")
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("sweep", str(path), "sweep spec not found")
+def load_spec(ref: str | Path) -> SweepSpec:
+    """A sweep spec by path, or by the name of a shipped one (`liss config list`)."""
+    path = config_lib.resolve_file(ref, shipped_sweeps, "sweep", "sweep spec not found",
+                                   "sweep spec")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, Mapping):
         raise ConfigError("sweep", str(path), "must be a YAML mapping")

@@ -15,13 +15,18 @@ from pathlib import Path
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def _config_args(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """[CONFIG] [key=value ...]: a first argument with `=` that is no file is an override."""
+    ref, overrides = args.config, list(args.overrides)
+    if ref is not None and "=" in ref and not Path(ref).exists():
+        return None, [ref, *overrides]  # `liss train key=value ...`
+    return ref, overrides
+
+
 def _train(args: argparse.Namespace) -> int:
     from liss import config
 
-    path, overrides = args.config, list(args.overrides)
-    if path is not None and "=" in path and not Path(path).exists():
-        path, overrides = None, [path, *overrides]  # `liss train key=value ...`
-    cfg = config.load(path, overrides)  # config errors surface before torch is imported
+    cfg = config.load(*_config_args(args))  # config errors surface before torch is imported
 
     from liss.train.trainer import train
 
@@ -131,14 +136,46 @@ def _add_depth_parser(data: argparse._SubParsersAction) -> None:
     d.set_defaults(func=_depth)
 
 
+def _show(args: argparse.Namespace) -> int:
+    from liss import config
+
+    cfg, sources = config.provenance(*_config_args(args))
+    print(config.render_provenance(cfg, sources), end="")
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace) -> int:
+    from liss import resources
+
+    configs = resources.shipped_dir("configs")
+    for what, folder, names in (
+            ("configs (liss train NAME, liss config show NAME)", configs,
+             resources.shipped_configs()),
+            ("sweep specs (liss sweep NAME --launcher ...)", configs / "sweeps",
+             resources.shipped_sweeps())):
+        print(f"{what}, in {folder}:")
+        print("".join(f"  {name}\n" for name in names), end="")
+    return EXIT_OK
+
+
+def _add_config_arguments(p: argparse.ArgumentParser) -> None:
+    from liss.resources import shipped_configs
+
+    p.add_argument("config", nargs="?", help="YAML config file, or the name of a shipped "
+                   f"config ({', '.join(shipped_configs())}); the defaults when omitted")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="dotted overrides, e.g. train.max_steps=50 schedule.task_schedule=liss")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="liss", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a LiSS model")
-    t.add_argument("config", nargs="?", help="YAML config (defaults when omitted)")
-    t.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="dotted overrides, e.g. train.max_steps=50 schedule.task_schedule=liss")
+    t = sub.add_parser("train", help="train a LiSS model", epilog="Every key with its default "
+                       "and meaning: `liss config defaults`. What a config resolves to, and "
+                       "where each value comes from: `liss config show CONFIG [key=value ...]`. "
+                       "The shipped configs and sweep specs: `liss config list`.")
+    _add_config_arguments(t)
     t.set_defaults(func=_train)
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_cmd", required=True)
@@ -190,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="configs").add_subparsers(dest="config_cmd", required=True)
     d = cfg.add_parser("defaults", help="print every option with its default (default.yaml)")
     d.set_defaults(func=_defaults)
+    show = cfg.add_parser("show", help="the resolved config; each non-default value says where "
+                          "it was set (the config file, its name, or an override)")
+    _add_config_arguments(show)
+    show.set_defaults(func=_show)
+    ls = cfg.add_parser("list", help="the shipped configs and sweep specs, by name")
+    ls.set_defaults(func=_list)
     return p
 
 
