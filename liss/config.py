@@ -182,7 +182,9 @@ class TrainConfig:
                       "refuse a folder that has one; or a checkpoint path")
     eval_every: int = opt(0, "translation vs paired truth (and FID/KID with train.eval_fid) on "
                           "the validation split every N steps and at the end (0 = off)", ge=0)
-    eval_fid: bool = opt(False, "also FID/KID at train.eval_every (needs the Inception weights)")
+    eval_fid: bool = opt(False, "also FID/KID at train.eval_every (torch-fidelity on uint8 "
+                         "validation crops: for progress, not `liss eval --fid`'s protocol; "
+                         "needs the Inception weights)")
     inception_weights: str = opt("", "pt_inception-2015-12-05-6726825d.pth (empty: "
                                  "$LISS_INCEPTION_WEIGHTS, then ~/.cache/liss/)")
     best_metric: str = opt("", "keep checkpoints/best.pt for the best value of this metric, "

@@ -72,6 +72,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     report = evaluate(Path(args.checkpoint), Path(args.data), split=args.split,
                       fid=args.fid, inception_weights=args.inception_weights,
+                      fid_dir=Path(args.fid_dir) if args.fid_dir else None,
                       batch_size=args.batch_size, device=_device(args.device))
     print(format_report(report))
     if args.json:
@@ -172,9 +173,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--data", required=True, help="dataset root (CycleGAN layout, gt/ for truth)")
     e.add_argument("--split", default="test", choices=("train", "val", "test"))
     e.add_argument("--json", help="write every number, with checkpoint and config, here")
-    e.add_argument("--fid", action="store_true", help="also FID and KID per direction")
+    e.add_argument("--fid", action="store_true", help="also FID and KID per direction "
+                   "(torch-fidelity; full images translated to 8-bit PNGs)")
     e.add_argument("--inception-weights",
                    help="pt_inception-2015-12-05-6726825d.pth (or $LISS_INCEPTION_WEIGHTS)")
+    e.add_argument("--fid-dir", help="keep the translated PNGs FID/KID are computed from here "
+                   "(DIR/A2B, DIR/B2A; default: a temporary folder)")
     e.add_argument("--batch-size", type=_positive, default=8)
     e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     e.set_defaults(func=_guarded(_eval))

@@ -2,32 +2,32 @@
 
 * paired truth (`paired.py`): L1, PSNR, SSIM and L1 on changed pixels per direction, with the
   identity baseline (the untranslated input against the truth);
-* with `--fid`: FID and KID per direction, translations of every split image of one domain
-  against the real split images of the other (Inception weights supplied by the user);
+* with `--fid`: FID and KID per direction by torch-fidelity, translations of every full
+  split image of one domain, saved as 8-bit PNGs, against the real split images of the other
+  (Inception weights supplied by the user);
 * the auxiliary tasks (rotation and jigsaw accuracy, depth L1, gray loss, plus cycle and
   identity L1) on the split for both domains, computed exactly as validation computes them.
 
 Directions are named by config domain like the trainer's `test/A2B_*`: A2B is G_A, which
 translates the dataset's A folders unless the model was trained with `data.direction=BtoA`.
-Everything is deterministic: centre crops at the trained size, fixed jigsaw puzzles.
+Everything is deterministic: centre crops at the trained size (FID/KID: full images), fixed
+jigsaw puzzles.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from liss.config import Config
-from liss.data.augment import center_params
 from liss.data.images import BadImageError
 from liss.data.layout import DOMAINS, Split, depth_path, load_splits
-from liss.data.torch_backend import load_sample
 from liss.eval import fid as fid_lib
-from liss.eval.generators import LoadError, config_of, read_state
+from liss.eval.generators import DIRECTIONS, LoadError, Translator, config_of, read_state
 from liss.eval.paired import METRICS, paired_metrics
 from liss.model import LissModel, other
 from liss.taskspec import TASKS, needs_depth
@@ -92,51 +92,65 @@ def task_metrics(model: LissModel, cfg: Config, splits: dict[str, Split], split:
 # ---------------------------------------------------------------------- FID / KID
 
 
-def center_batches(files: list[Path], cfg: Config, batch_size: int) -> Iterator[Tensor]:
-    """Images as validation sees them (resized, centre-cropped), in [-1, 1]."""
-    d = cfg.data
-    params = center_params(d.load_size, d.crop_size)
-    for i in range(0, len(files), batch_size):
-        yield torch.stack([load_sample(f, False, d.load_size, d.crop_size, params)[0]
-                           for f in files[i:i + batch_size]])
+def dataset_direction(d: str, cfg: Config) -> str:
+    """The dataset direction config domain `d`'s generator translates (AtoB or BtoA)."""
+    trained = cfg.data.direction
+    return trained if d == "A" else next(x for x in DIRECTIONS if x != trained)
+
+
+def translate_to_pngs(model: LissModel, cfg: Config, d: str, files: list[Path], out: Path,
+                      batch_size: int, device: torch.device) -> list[Path]:
+    """G_d of every file at its full size, written to `out` as 8-bit PNGs (`liss translate
+    --png`: same padding and tiling); the PNGs in torch-fidelity's reading order."""
+    from liss.eval.translate import Options, translate_files
+
+    direction = dataset_direction(d, cfg)
+    translator = Translator("checkpoint", 0, {direction: model.G[d]})
+    result = translate_files(translator, files, out, Options(directions=(direction,),
+                                                             batch_size=batch_size, png=True),
+                             device)
+    if result.failed:
+        path, reason = result.failed[0]
+        raise BadImageError(path, reason)
+    return fid_lib.protocol_order(o[direction] for o in result.outputs.values())
 
 
 @torch.no_grad()
 def fid_metrics(model: LissModel, cfg: Config, files: dict[str, list[Path]],
                 extractor: fid_lib.Extractor, *, split: str, batch_size: int,
-                device: torch.device, reference: dict[str, Tensor] | None = None,
+                device: torch.device, out: Path,
                 domains: Iterable[str] = DOMAINS) -> dict[str, float]:
-    """`{split}/{A2B,B2A}_{fid,kid,kid_std}`: G_d(every d image) against the real images of
-    the other domain, for d in `domains`. `reference` caches the real features per domain
-    across calls (they do not change during training)."""
-    reference = {} if reference is None else reference
+    """`{split}/{A2B,B2A}_{fid,kid,kid_std}` by the community protocol: G_d of every full d
+    image saved as an 8-bit PNG under `out/{A2B,B2A}`, against the real files of the other
+    domain, both read as torch-fidelity reads image folders, for d in `domains`."""
     was_training = model.training
     model.eval()
-    out: dict[str, float] = {}
+    metrics: dict[str, float] = {}
     for d in domains:
         o = other(d)
         if len(files[d]) < 2 or len(files[o]) < 2:
             continue
-        if o not in reference:
-            reference[o] = fid_lib.features(extractor, center_batches(files[o], cfg,
-                                                                      batch_size), device)
-        fakes = (model.translate(d, x.to(device)).float()
-                 for x in center_batches(files[d], cfg, batch_size))
-        scores = fid_lib.scores(fid_lib.features(extractor, fakes, device), reference[o])
-        out.update({f"{split}/{d}2{o}_{k}": v for k, v in scores.items()})
+        fakes = translate_to_pngs(model, cfg, d, files[d], out / f"{d}2{o}", batch_size,
+                                  device)
+        real = fid_lib.protocol_order(files[o])
+        scores = fid_lib.scores(
+            fid_lib.features(extractor, fid_lib.file_batches(fakes, batch_size), device),
+            fid_lib.features(extractor, fid_lib.file_batches(real, batch_size), device))
+        metrics.update({f"{split}/{d}2{o}_{k}": v for k, v in scores.items()})
     model.train(was_training)
-    return out
+    return metrics
 
 
 # ---------------------------------------------------------------------- the report
 
 
 def evaluate(path: Path, root: Path, *, split: str = "test", fid: bool = False,
-             inception_weights: str | None = None, batch_size: int = 8,
-             device: torch.device | None = None,
+             inception_weights: str | None = None, fid_dir: Path | None = None,
+             batch_size: int = 8, device: torch.device | None = None,
              extractor: fid_lib.Extractor | None = None) -> dict[str, Any]:
     """Every number of `liss eval`, with the checkpoint and config they came from.
 
+    `fid_dir` keeps the translations FID/KID are computed from (else a temporary folder);
     `extractor` replaces the Inception network (tests use small stand-ins).
     """
     device = device or torch.device("cpu")
@@ -166,8 +180,10 @@ def evaluate(path: Path, root: Path, *, split: str = "test", fid: bool = False,
         if not metrics:
             notes.append(f"no paired truth under {root / 'gt'} for these images")
         if fid:
-            scored = fid_metrics(model, cfg, files, extractor, split=split,
-                                 batch_size=batch_size, device=device, domains=translated)
+            with tempfile.TemporaryDirectory(prefix="liss-fid-") as tmp:
+                scored = fid_metrics(model, cfg, files, extractor, split=split,
+                                     batch_size=batch_size, device=device,
+                                     out=fid_dir or Path(tmp), domains=translated)
             if len(scored) < 3 * len(translated):
                 notes.append("FID/KID need at least 2 images in each domain: not all reported")
             metrics |= scored
@@ -185,6 +201,7 @@ def evaluate(path: Path, root: Path, *, split: str = "test", fid: bool = False,
             "data": str(root.resolve()), "split": split,
             "images": {dom: len(f) for dom, f in files.items()},
             "metrics": dict(sorted(metrics.items())), "notes": notes,
+            "fid_dir": str(fid_dir.resolve()) if fid and fid_dir else None,
             "config": state["config"]}
 
 

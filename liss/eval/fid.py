@@ -1,36 +1,38 @@
-"""FID and KID between image sets, from a pluggable feature extractor.
+"""FID and KID of 8-bit image sets, computed by torch-fidelity.
 
-The extractor maps [N,3,H,W] images in [-1, 1] to [N,D] features; `liss eval --fid` uses the
-FID Inception network (`inception.py`) with the standard weights the user supplies, tests use
-small stand-ins. Nothing is downloaded.
-
-* FID: the Fréchet distance between Gaussians fitted to the two feature sets,
-  ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), in float64. Tr((S1 S2)^(1/2)) is the sum of
-  the square roots of the eigenvalues of S1^(1/2) S2 S1^(1/2) (similar to S1 S2, and
-  symmetric positive semi-definite, so no complex square root is involved).
-* KID: the unbiased estimator of the squared MMD with the cubic polynomial kernel
-  k(x, y) = (x.y / D + 1)^3, averaged over random subsets (Bińkowski et al. 2018). Unlike
-  FID it has no bias in the number of images, which matters for test sets of tens of images.
+Features come from a torch-fidelity feature extractor: for `liss eval --fid` and
+`train.eval_fid` its `FeatureExtractorInceptionV3` (the TensorFlow 2015-12-05 FID graph,
+including TensorFlow's bilinear resize to 299 px) with the weights file the user supplies;
+tests pass stand-ins derived from its `FeatureExtractorBase`. Statistics and distances are
+torch-fidelity's own functions with its defaults (KID: 100 subsets, polynomial kernel of
+degree 3, rng seed 2020), so the numbers are the ones its `calculate_metrics` gives on the
+same images. liss only decides which images (docs/evaluation.md, "FID and KID") and keeps
+the real images' features between calls. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from liss.data.images import BadImageError
 from liss.eval.generators import LoadError
+
+if TYPE_CHECKING:
+    from torch_fidelity.feature_extractor_base import FeatureExtractorBase as Extractor
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"  # 95,628,359 bytes
 WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 WEIGHTS_ENV = "LISS_INCEPTION_WEIGHTS"
-KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
-
-Extractor = Callable[[Tensor], Tensor]
+INCEPTION = "inception-v3-compat"  # torch-fidelity's name for its FID Inception
+FEATURE_LAYER = "2048"  # the pool features FID and KID use
+KID_SUBSET_SIZE = 1000  # torch-fidelity's default, lowered to the smaller set's size
 
 
 class InceptionWeightsError(LoadError):
@@ -60,9 +62,9 @@ def resolve_weights(path: str | Path | None) -> Path:
     given = path or os.environ.get(WEIGHTS_ENV)
     if not given and not default_location().is_file():
         raise InceptionWeightsError(
-            f"FID needs the Inception weights {WEIGHTS_FILE} (the file pytorch-fid uses; "
-            f"liss downloads nothing): get it once and put it at {default_location()}, or "
-            f"pass --inception-weights PATH, or set {WEIGHTS_ENV}=PATH")
+            f"FID needs the Inception weights {WEIGHTS_FILE} (the file pytorch-fid and "
+            f"torch-fidelity use; liss downloads nothing): get it once and put it at "
+            f"{default_location()}, or pass --inception-weights PATH, or set {WEIGHTS_ENV}=PATH")
     found = Path(given).expanduser() if given else default_location()
     if not found.is_file():
         raise InceptionWeightsError(f"{found}: no such file (the FID Inception weights "
@@ -76,97 +78,79 @@ def resolve_weights(path: str | Path | None) -> Path:
 
 
 def load_inception(path: Path, device: torch.device) -> Extractor:
-    """The FID Inception network with the weights of `path` (loaded as data only)."""
-    from liss.eval.inception import FIDInception
+    """torch-fidelity's FID Inception with the (hash-checked) weights of `path`."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InceptionWeightsError(f"{path}: unreadable weights ({e})") from None
-    net = FIDInception()
-    try:
-        missing, unexpected = net.load_state_dict(state, strict=False)
-    except (RuntimeError, TypeError, AttributeError) as e:  # shapes, or not a state dict
-        missing, unexpected = [str(e).strip().splitlines()[-1].strip()], []
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise InceptionWeightsError(f"{path}: not FID Inception weights ({missing[:3]} "
-                                    f"missing or mismatched, {unexpected[:3]} unexpected)")
-    return net.to(device).eval()
+        net = FeatureExtractorInceptionV3(INCEPTION, [FEATURE_LAYER],
+                                          feature_extractor_weights_path=str(path))
+    except Exception as e:  # unpickling, or a state dict of another network
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InceptionWeightsError(f"{path}: not FID Inception weights ({first})") from None
+    return net.to(device)
 
 
-# ---------------------------------------------------------------------- features
+# ---------------------------------------------------------------------- images
+
+
+def protocol_order(files: Iterable[Path]) -> list[Path]:
+    """Files in the order torch-fidelity reads a folder (by real path), which decides its
+    KID subsets."""
+    return sorted(files, key=os.path.realpath)
+
+
+def file_batches(files: Sequence[Path], batch_size: int) -> Iterator[Tensor]:
+    """uint8 [N,3,H,W] batches of `files`, decoded as torch-fidelity decodes a folder (PIL,
+    converted to RGB); consecutive images of one size share a batch."""
+    from torch_fidelity.datasets import ImagesPathDataset
+
+    images = ImagesPathDataset([str(f) for f in files])
+    batch: list[Tensor] = []
+    for i, path in enumerate(files):
+        try:
+            image = images[i]
+        except OSError as e:  # PIL's UnidentifiedImageError included
+            raise BadImageError(path, f"cannot decode: {e}") from None
+        if batch and (len(batch) == batch_size or image.shape != batch[0].shape):
+            yield torch.stack(batch)
+            batch = []
+        batch.append(image)
+    if batch:
+        yield torch.stack(batch)
+
+
+# ---------------------------------------------------------------------- features, scores
 
 
 @torch.no_grad()
 def features(extractor: Extractor, batches: Iterable[Tensor], device: torch.device) -> Tensor:
-    """[N,D] float64 features of every image of `batches` (on the CPU)."""
-    out = [extractor(x.to(device)).double().cpu() for x in batches]
+    """[N,D] features of uint8 [B,3,H,W] batches, on the CPU (as torch-fidelity keeps them)."""
+    out = [extractor(x.to(device))[0].cpu() for x in batches]
     if not out:
         raise ValueError("no images to compute features of")
     return torch.cat(out)
 
 
-def mean_cov(f: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean and unbiased covariance of [N,D] features (N >= 2)."""
-    if f.shape[0] < 2:
-        raise ValueError(f"FID needs at least 2 images per set, got {f.shape[0]}")
-    return f.mean(0), torch.cov(f.T).reshape(f.shape[1], f.shape[1])
-
-
-def _sqrt_psd(m: Tensor) -> Tensor:
-    w, v = torch.linalg.eigh(m)
-    return (v * w.clamp_min(0).sqrt()) @ v.T
-
-
-def frechet_distance(mu1: Tensor, s1: Tensor, mu2: Tensor, s2: Tensor) -> float:
-    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)) of two Gaussians, in float64."""
-    mu1, s1, mu2, s2 = (t.double() for t in (mu1, s1, mu2, s2))
-    r = _sqrt_psd(s1)
-    m = r @ s2 @ r
-    tr_sqrt = torch.linalg.eigvalsh((m + m.T) / 2).clamp_min(0).sqrt().sum()
-    value = (mu1 - mu2).square().sum() + s1.trace() + s2.trace() - 2 * tr_sqrt
-    return max(float(value), 0.0)
-
-
-def fid(f1: Tensor, f2: Tensor) -> float:
-    return frechet_distance(*mean_cov(f1), *mean_cov(f2))
-
-
-def polynomial_kernel(x: Tensor, y: Tensor, degree: int = 3, gamma: float | None = None,
-                      coef: float = 1.0) -> Tensor:
-    """(gamma x.y + coef)^degree, gamma = 1/D by default (KID's kernel)."""
-    gamma = 1.0 / x.shape[1] if gamma is None else gamma
-    return (gamma * x @ y.T + coef) ** degree
-
-
-def mmd2_unbiased(x: Tensor, y: Tensor, kernel: Callable[[Tensor, Tensor], Tensor]
-                  = polynomial_kernel) -> float:
-    """The unbiased estimator of MMD^2 between samples x [m,D] and y [n,D] (m, n >= 2)."""
-    m, n = x.shape[0], y.shape[0]
-    kxx, kyy, kxy = kernel(x, x), kernel(y, y), kernel(x, y)
-    within_x = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
-    within_y = (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
-    return float(within_x + within_y - 2 * kxy.mean())
-
-
-def kid(f1: Tensor, f2: Tensor, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE,
-        seed: int = 0) -> tuple[float, float]:
-    """(mean, std) of the unbiased MMD^2 over `subsets` random subsets of both sets."""
-    size = min(subset_size, f1.shape[0], f2.shape[0])
-    if size < 2:
-        raise ValueError("KID needs at least 2 images per set")
-    if size == f1.shape[0] == f2.shape[0]:
-        return mmd2_unbiased(f1, f2), 0.0  # every subset would be the whole set
-    g = torch.Generator().manual_seed(seed)
-    values = torch.tensor([
-        mmd2_unbiased(f1[torch.randperm(f1.shape[0], generator=g)[:size]],
-                      f2[torch.randperm(f2.shape[0], generator=g)[:size]])
-        for _ in range(subsets)], dtype=torch.float64)
-    return float(values.mean()), float(values.std()) if subsets > 1 else 0.0
-
-
 def scores(fake: Tensor, real: Tensor) -> dict[str, float]:
-    """{fid, kid, kid_std} between feature sets."""
-    kid_mean, kid_std = kid(fake, real)
-    return {"fid": fid(fake, real), "kid": kid_mean, "kid_std": kid_std}
+    """{fid, kid, kid_std} of generated against real features, by torch-fidelity (KID
+    subsets as large as the smaller set allows, up to its default 1000)."""
+    from torch_fidelity.metric_fid import (
+        KEY_METRIC_FID,
+        fid_features_to_statistics,
+        fid_statistics_to_metric,
+    )
+    from torch_fidelity.metric_kid import (
+        KEY_METRIC_KID_MEAN,
+        KEY_METRIC_KID_STD,
+        kid_features_to_metric,
+    )
+
+    if min(len(fake), len(real)) < 2:
+        raise ValueError(f"FID/KID need at least 2 images per set, got {len(fake)} and "
+                         f"{len(real)}")
+    fid = fid_statistics_to_metric(fid_features_to_statistics(fake),
+                                   fid_features_to_statistics(real), verbose=False)
+    kid = kid_features_to_metric(fake, real, verbose=False,
+                                 kid_subset_size=min(KID_SUBSET_SIZE, len(fake), len(real)))
+    return {"fid": fid[KEY_METRIC_FID], "kid": kid[KEY_METRIC_KID_MEAN],
+            "kid_std": kid[KEY_METRIC_KID_STD]}

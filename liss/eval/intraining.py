@@ -2,9 +2,13 @@
 
 * `InTrainingEval(cfg, data, device)(model)` — paired-truth metrics on the validation split
   (`val/{A2B,B2A}_{l1,psnr,ssim,changed_l1}` and their identity baselines), and with
-  `train.eval_fid` FID/KID (`val/{A2B,B2A}_{fid,kid,kid_std}`). The real images' Inception
-  features are computed once and reused. Validation images carved from train find their
-  truth in `gt/train{A2B,B2A}`; without any truth only FID/KID remain.
+  `train.eval_fid` FID/KID (`val/{A2B,B2A}_{fid,kid,kid_std}`). Validation images carved from
+  train find their truth in `gt/train{A2B,B2A}`; without any truth only FID/KID remain.
+  FID/KID here take a cheaper path than `liss eval --fid`'s protocol: centre crops at the
+  trained size, quantised to uint8 in memory rather than full images written as PNGs, so
+  they track progress but are not comparable with published numbers; the features and the
+  metrics are the same torch-fidelity code (`fid.py`), and the real crops' features are
+  computed once and reused.
 * `BestCheckpoint` — keeps `checkpoints/best.pt` (the full state, atomically written) and
   `best.json` for the best value of `train.best_metric` seen so far; `best.json` carries the
   record across restarts.
@@ -14,20 +18,24 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from liss import checkpoint
 from liss.config import Config, ConfigError
+from liss.data.augment import center_params
 from liss.data.layout import DOMAINS
 from liss.data.pipeline import InputPipeline
+from liss.data.torch_backend import load_sample
 from liss.eval import fid as fid_lib
-from liss.eval.evaluate import fid_metrics
 from liss.eval.paired import paired_metrics
-from liss.model import LissModel
+from liss.eval.translate import quantize
+from liss.model import LissModel, other
 
 log = logging.getLogger(__name__)
 HIGHER_IS_BETTER = ("acc", "psnr", "ssim")  # metric name endings; everything else: lower
@@ -67,10 +75,41 @@ class InTrainingEval:
                         "%s; only FID/KID (train.eval_fid) can be computed", self.root / "gt")
             self.warned = True
         if self.extractor is not None:
-            metrics |= fid_metrics(model, self.cfg, self.files, self.extractor, split="val",
-                                   batch_size=batch, device=self.device,
-                                   reference=self.reference)
+            metrics |= self.fid_metrics(model, batch)
         return metrics
+
+    def crops(self, d: str, batch_size: int) -> Iterator[Tensor]:
+        """Domain d's validation images as validation sees them (resized, centre-cropped),
+        in [-1, 1], in torch-fidelity's reading order."""
+        c = self.cfg.data
+        params = center_params(c.load_size, c.crop_size)
+        files = fid_lib.protocol_order(self.files[d])
+        for i in range(0, len(files), batch_size):
+            yield torch.stack([load_sample(f, False, c.load_size, c.crop_size, params)[0]
+                               for f in files[i:i + batch_size]])
+
+    @torch.no_grad()
+    def fid_metrics(self, model: LissModel, batch_size: int) -> dict[str, float]:
+        """`val/{A2B,B2A}_{fid,kid,kid_std}` of G_d(crops of d) against the real crops of
+        the other domain, both quantised to uint8."""
+        was_training = model.training
+        model.eval()
+        out: dict[str, float] = {}
+        for d in DOMAINS:
+            o = other(d)
+            if len(self.files[d]) < 2 or len(self.files[o]) < 2:
+                continue
+            if o not in self.reference:
+                self.reference[o] = fid_lib.features(
+                    self.extractor, (quantize(x) for x in self.crops(o, batch_size)),
+                    self.device)
+            fakes = (quantize(model.translate(d, x.to(self.device)))
+                     for x in self.crops(d, batch_size))
+            scores = fid_lib.scores(fid_lib.features(self.extractor, fakes, self.device),
+                                    self.reference[o])
+            out.update({f"val/{d}2{o}_{k}": v for k, v in scores.items()})
+        model.train(was_training)
+        return out
 
 
 def higher_is_better(metric: str, mode: str = "auto") -> bool:

@@ -107,9 +107,14 @@ def load_input(path: Path, size: int | None) -> Tensor:
     return image * 2 - 1
 
 
+def quantize(images: Tensor) -> Tensor:
+    """[..., H, W] images in [-1, 1] -> uint8, rounded as the written files store them."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
 def to_uint8(image: Tensor) -> np.ndarray:
     """[3,H,W] in [-1, 1] -> HxWx3 uint8."""
-    return ((image.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    return quantize(image).permute(1, 2, 0).numpy()
 
 
 def save_image(array: np.ndarray, path: Path) -> None:

@@ -1,6 +1,7 @@
 """`liss eval` on a really trained (tiny) checkpoint: every number in the JSON with the
 checkpoint, step and config it came from; the same paired-truth numbers as paired.py and
-the same task numbers as validation; FID/KID with a stand-in extractor; one-line errors.
+the same task numbers as validation; FID/KID equal to torch-fidelity's on the same folders
+(stand-in extractor); one-line errors.
 Also the in-training evaluation the trainer calls, and a training that keeps its best
 checkpoint. (The best-checkpoint helper alone: unit/test_best_checkpoint.py.)"""
 
@@ -14,15 +15,19 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
+from PIL import Image
 
 from liss import checkpoint, config
 from liss.cli import main
+from liss.data import synthetic
 from liss.data.layout import load_splits
 from liss.data.pipeline import build_pipeline
 from liss.eval import evaluate as evaluate_lib
+from liss.eval import fid as fid_lib
 from liss.eval.evaluate import build_model, evaluate
 from liss.eval.intraining import InTrainingEval
 from liss.eval.paired import paired_metrics
+from tests.feature_standin import StandinFeatures, fidelity_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
@@ -32,11 +37,6 @@ TASKS = ("rotation_acc", "jigsaw_acc", "depth_loss", "gray_loss")
 @pytest.fixture
 def trained(tiny_run: Path) -> Path:
     return tiny_run
-
-
-def standin(x: torch.Tensor) -> torch.Tensor:
-    """Stand-in features: 2x2 average-pooled colours (12 numbers per image)."""
-    return torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
 
 
 def test_json_holds_every_number_and_its_origin(trained: Path, synth_root: Path,
@@ -101,21 +101,85 @@ def test_generator_files_give_what_they_can(trained: Path, synth_root: Path,
     assert exported["metrics"] == {k: v for k, v in full.items() if "2" in k.split("/")[1]}
 
 
-def test_fid_and_kid_with_a_standin_extractor(trained: Path, synth_root: Path) -> None:
-    report = evaluate(trained / "generators.pt", synth_root, fid=True, extractor=standin)
+@pytest.fixture(scope="module")
+def fid_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """20 test images of A and 14 of B (48 px): sets of unequal size, so that KID's subsets
+    (14 images) are drawn at random from the larger set."""
+    root = tmp_path_factory.mktemp("fid") / "synth"
+    synthetic.generate(root, n_train=4, n_test=20, size=48, seed=2)
+    for extra in sorted((root / "testB").glob("*.jpg"))[14:]:
+        extra.unlink()
+    return root
+
+
+def test_fid_agrees_with_torch_fidelity_on_the_same_folders(trained: Path, fid_data: Path,
+                                                            tmp_path: Path,
+                                                            monkeypatch) -> None:
+    """`liss eval --fid --fid-dir D` writes every full test image's translation as an 8-bit
+    PNG under D/A2B, D/B2A; its FID, KID and KID std equal torch-fidelity's
+    `calculate_metrics` on those folders against the real test folders, through one
+    stand-in feature network handed to both (an instance to liss, registered by name with
+    torch-fidelity), as the Inception would be."""
+    monkeypatch.setattr(fid_lib, "resolve_weights", lambda path: Path("standin.pth"))
+    monkeypatch.setattr(fid_lib, "load_inception", lambda path, device: StandinFeatures())
+    out, kept = tmp_path / "eval.json", tmp_path / "fid"
+    assert main(["eval", "--checkpoint", str(trained / "generators.pt"), "--data",
+                 str(fid_data), "--fid", "--fid-dir", str(kept), "--json", str(out),
+                 "--batch-size", "6", "--device", "cpu"]) == 0
+    report = json.loads(out.read_text())
+    assert report["fid_dir"] == str(kept.resolve())
     m = report["metrics"]
-    for n in ("A2B", "B2A"):
-        assert m[f"test/{n}_fid"] > 0 and m[f"test/{n}_kid_std"] == 0.0  # 4 images: 1 subset
-    # the same plumbing on real images against themselves: zero
+    for name, fakes, real in (("A2B", 20, "testB"), ("B2A", 14, "testA")):
+        pngs = sorted((kept / name).glob("*.png"))
+        assert len(pngs) == fakes
+        with Image.open(pngs[0]) as im:  # the full 48 px image, not the 32 px crop
+            assert im.mode == "RGB" and im.size == (48, 48)
+        theirs = fidelity_metrics(str(kept / name), str(fid_data / real), kid_subset_size=14)
+        ours = {k: m[f"test/{name}_{k}"] for k in ("fid", "kid", "kid_std")}
+        print(f"{name}: liss {ours}, torch-fidelity {theirs}")
+        assert ours["fid"] > 0 and ours["kid_std"] > 0
+        assert ours == pytest.approx(theirs, rel=1e-4)
+
+
+@pytest.mark.slow  # two Inception passes over 34 images on the CPU
+def test_fid_with_the_real_inception_agrees_with_torch_fidelity(trained: Path, fid_data: Path,
+                                                                tmp_path: Path) -> None:
+    """Where the real weights are on this machine (never downloaded): the same agreement
+    with torch-fidelity's own Inception path, `feature_extractor_weights_path` and all."""
+    import torch_fidelity
+
+    try:
+        weights = fid_lib.resolve_weights(None)
+    except fid_lib.InceptionWeightsError as e:
+        pytest.skip(f"needs the real Inception weights: {e}")
+    report = evaluate(trained / "generators.pt", fid_data, fid=True, fid_dir=tmp_path)
+    theirs = torch_fidelity.calculate_metrics(
+        input1=str(tmp_path / "A2B"), input2=str(fid_data / "testB"), fid=True, kid=True,
+        kid_subset_size=14, feature_extractor_weights_path=str(weights), cuda=False,
+        cache=False, save_cpu_ram=True, verbose=False)
+    m = report["metrics"]
+    assert m["test/A2B_fid"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-4)
+    assert m["test/A2B_kid"] == pytest.approx(theirs["kernel_inception_distance_mean"],
+                                              rel=1e-4)
+
+
+def test_fid_of_real_images_against_themselves_is_zero(trained: Path, synth_root: Path,
+                                                       tmp_path: Path) -> None:
+    """With an identity "translation" the PNGs are the real images exactly (decoding,
+    quantising and writing lose nothing), so FID is 0 and KID is its value for one set."""
     state = checkpoint.load(trained / "generators.pt")
     cfg = config.from_dict(state["config"])
     model = build_model(state, cfg, CPU)
-    model.translate = lambda d, x: x  # an identity "translation": fakes are the reals
+    model.G["A"] = torch.nn.Identity()
     test = load_splits(synth_root)["test"]
-    same = evaluate_lib.fid_metrics(model, cfg, {"A": test.B, "B": test.B}, standin,
-                                    split="test", batch_size=3, device=CPU)
-    assert same["test/A2B_fid"] == pytest.approx(0.0, abs=1e-9)
-    assert same["test/B2A_fid"] == pytest.approx(0.0, abs=1e-9)
+    extractor = StandinFeatures()
+    same = evaluate_lib.fid_metrics(model, cfg, {"A": test.B, "B": test.B}, extractor,
+                                    split="test", batch_size=3, device=CPU, out=tmp_path,
+                                    domains="A")
+    assert set(same) == {"test/A2B_fid", "test/A2B_kid", "test/A2B_kid_std"}
+    assert same["test/A2B_fid"] == pytest.approx(0.0, abs=1e-6)
+    real = fid_lib.features(extractor, fid_lib.file_batches(test.B, 3), CPU)
+    assert same["test/A2B_kid"] == pytest.approx(fid_lib.scores(real, real)["kid"], rel=1e-6)
 
 
 def test_fid_without_weights_exits_2_naming_the_file(trained: Path, synth_root: Path,
@@ -176,7 +240,7 @@ def test_in_training_eval_scores_the_validation_split(trained: Path, synth_root:
     cfg.data.val_fraction = 0.3  # 3 validation images per domain
     data = build_pipeline(cfg)
     model = build_model(state, cfg, CPU)
-    evaluator = InTrainingEval(cfg, data, CPU, fid=True, extractor=standin)
+    evaluator = InTrainingEval(cfg, data, CPU, fid=True, extractor=StandinFeatures())
     first = evaluator(model)
     paired = {f"val/{n}_{p}{k}" for n in ("A2B", "B2A") for p in ("", "identity_")
               for k in ("l1", "psnr", "ssim", "changed_l1")}

@@ -1,105 +1,106 @@
-"""FID and KID against closed forms with stand-in feature extractors; the clean-room FID
-Inception network against torchvision's Inception-v3 with the FID graph's pooling; the
-weights file: missing, wrong hash, loadable."""
+"""FID/KID through torch-fidelity: liss's features and scores equal `calculate_metrics` on
+the same uint8 images (stand-in extractor, sets of unequal size so that KID's random subsets
+matter), image folders decode and batch as torch-fidelity reads them, and the weights file:
+missing, wrong hash, a file laid out like pt_inception loading into torch-fidelity's
+Inception."""
 
 from __future__ import annotations
 
-import math
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from torch.nn import functional as F
+from PIL import Image
+from torch.utils.data import Dataset
 
+from liss.data.images import BadImageError
 from liss.eval import fid
-from liss.eval.inception import FEATURES, FIDInception
+from tests.feature_standin import StandinFeatures, fidelity_metrics
 
-G = torch.float64
+CPU = torch.device("cpu")
 
 
-def gaussian(n: int, mean: torch.Tensor, cov: torch.Tensor, seed: int) -> torch.Tensor:
+class Images(Dataset):
+    """uint8 [3,H,W] images, as torch-fidelity takes a Dataset input."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+def image_set(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:
+    """n smooth random uint8 [3,20,28] images (a low-resolution noise field, upsampled)."""
     g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, mean.numel(), generator=g, dtype=G)
-    return mean + z @ torch.linalg.cholesky(cov).T
+    low = torch.rand(n, 3, 5, 7, generator=g) + shift
+    x = torch.nn.functional.interpolate(low, size=(20, 28), mode="bilinear")
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def test_frechet_distance_matches_the_2x2_closed_form() -> None:
-    """For 2x2 PSD S1, S2: Tr((S1 S2)^(1/2)) = sqrt(Tr(S1 S2) + 2 sqrt(det S1 det S2)),
-    since the eigenvalues of S1 S2 are real and non-negative. Non-commuting covariances."""
-    s1 = torch.tensor([[2.0, 0.8], [0.8, 1.0]], dtype=G)
-    s2 = torch.tensor([[1.0, -0.5], [-0.5, 3.0]], dtype=G)
-    mu1, mu2 = torch.tensor([0.0, 1.0], dtype=G), torch.tensor([2.0, -1.0], dtype=G)
-    tr_sqrt = math.sqrt(float((s1 @ s2).trace()) + 2 * math.sqrt(
-        float(torch.linalg.det(s1) * torch.linalg.det(s2))))
-    expected = float((mu1 - mu2).square().sum() + s1.trace() + s2.trace()) - 2 * tr_sqrt
-    assert fid.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-12)
-    assert fid.frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-12)
+def test_scores_equal_torch_fidelity_on_the_same_images() -> None:
+    """30 generated against 22 real images: KID's subsets (22 images) are drawn at random
+    from the generated set, so this also checks the order and the seed liss hands over."""
+    fake, real = image_set(30, seed=1, shift=0.2), image_set(22, seed=2)
+    extractor = StandinFeatures()
+    ours = fid.scores(fid.features(extractor, fake.split(7), CPU),
+                      fid.features(extractor, real.split(5), CPU))
+    theirs = fidelity_metrics(Images(fake), Images(real), kid_subset_size=22)
+    assert ours["fid"] > 1 and ours["kid"] > 0 and ours["kid_std"] > 0
+    for key in ("fid", "kid", "kid_std"):
+        assert ours[key] == pytest.approx(theirs[key], rel=1e-4), key
+    shuffled = fid.scores(fid.features(extractor, fake.flip(0).split(7), CPU),
+                          fid.features(extractor, real.split(5), CPU))
+    assert shuffled["fid"] == pytest.approx(ours["fid"], rel=1e-6)
+    assert shuffled["kid"] != pytest.approx(ours["kid"], rel=1e-6)  # other subsets drawn
 
 
-def standin(x: torch.Tensor) -> torch.Tensor:
-    """A stand-in extractor: each image's per-channel mean (3 features)."""
-    return x.mean((2, 3))
+def test_sets_of_one_distribution_score_near_zero_a_shifted_one_far() -> None:
+    """FID of a set against itself is 0; two draws of one distribution are far closer than
+    a shifted one, for FID and for KID (unbiased, so near 0 and possibly negative)."""
+    extractor = StandinFeatures()
+    a, b, c = (fid.features(extractor, [image_set(40, seed, shift)], CPU)
+               for seed, shift in ((3, 0.0), (4, 0.0), (5, 0.3)))
+    assert fid.scores(a, a.clone())["fid"] == pytest.approx(0.0, abs=1e-6)
+    near, far = fid.scores(a, b), fid.scores(a, c)
+    assert 0 < near["fid"] < far["fid"] / 100 and abs(near["kid"]) < far["kid"] / 100
+    with pytest.raises(ValueError, match="at least 2 images"):
+        fid.scores(a[:1], b)
 
 
-def as_images(features: torch.Tensor) -> list[torch.Tensor]:
-    """Images whose per-channel means are the given feature rows, in batches of 500."""
-    images = features.float()[:, :, None, None].expand(-1, -1, 4, 4)
-    return list(images.split(500))
+def test_folders_decode_and_batch_like_torch_fidelity(tmp_path: Path) -> None:
+    """Files become uint8 RGB as torch-fidelity decodes a folder (PIL, RGBA and gray to
+    RGB); consecutive images of one size share a batch, a new size starts one; the order
+    is by real path, as torch-fidelity globs."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+              for h, w in ((8, 12), (8, 12), (8, 12), (10, 6))]
+    files = []
+    for i, a in enumerate(arrays):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(a).save(files[-1])
+    Image.fromarray(arrays[0][..., 0]).save(tmp_path / "gray.png")
+    batches = list(fid.file_batches(files, batch_size=2))
+    assert [tuple(b.shape) for b in batches] == [(2, 3, 8, 12), (1, 3, 8, 12), (1, 3, 10, 6)]
+    assert all(b.dtype == torch.uint8 for b in batches)
+    torch.testing.assert_close(batches[0][1], torch.from_numpy(arrays[1]).permute(2, 0, 1))
+    (gray,) = fid.file_batches([tmp_path / "gray.png"], 4)
+    assert gray.shape == (1, 3, 8, 12) and torch.equal(gray[0, 0], gray[0, 2])
 
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(BadImageError, match=r"bad\.png: cannot decode"):
+        list(fid.file_batches([tmp_path / "bad.png"], 4))
 
-def test_fid_of_identical_sets_is_zero_through_the_extractor() -> None:
-    x = gaussian(400, torch.zeros(3, dtype=G), torch.eye(3, dtype=G), seed=0)
-    f = fid.features(standin, as_images(x), torch.device("cpu"))
-    assert f.shape == (400, 3) and f.dtype == G
-    assert fid.fid(f, f.clone()) == pytest.approx(0.0, abs=1e-9)
-
-
-def test_fid_of_shifted_gaussians_approaches_the_analytic_distance() -> None:
-    """Samples of N(mu1, S1) and N(mu2, S2) through images and the stand-in extractor: the
-    estimate converges to ||mu1-mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))."""
-    mu1, mu2 = torch.tensor([0.0, 0.0, 0.0], dtype=G), torch.tensor([0.5, -0.25, 0.0], dtype=G)
-    s1 = torch.diag(torch.tensor([0.04, 0.09, 0.01], dtype=G))
-    s2 = torch.diag(torch.tensor([0.16, 0.01, 0.01], dtype=G))
-    analytic = 0.25 + 0.0625 + sum((a**0.5 - b**0.5) ** 2 for a, b in
-                                   ((0.04, 0.16), (0.09, 0.01), (0.01, 0.01)))
-    assert fid.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(analytic, rel=1e-12)
-    cpu = torch.device("cpu")
-    f1 = fid.features(standin, as_images(gaussian(20000, mu1, s1, seed=1)), cpu)
-    f2 = fid.features(standin, as_images(gaussian(20000, mu2, s2, seed=2)), cpu)
-    assert fid.fid(f1, f2) == pytest.approx(analytic, abs=0.01)
-
-
-def test_kid_is_unbiased() -> None:
-    """With a linear kernel the MMD^2 is ||mu1 - mu2||^2; the unbiased estimator averages to it
-    over many small samples, where the biased one would be off by (Tr S1 + Tr S2) / m."""
-    m, dim = 8, 4
-    mu1, mu2 = torch.zeros(dim, dtype=G), torch.full((dim,), 0.25, dtype=G)
-    cov = torch.eye(dim, dtype=G)
-
-    def linear(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return fid.polynomial_kernel(a, b, degree=1, gamma=1.0, coef=0.0)
-
-    draws = torch.tensor([fid.mmd2_unbiased(gaussian(m, mu1, cov, 2 * i),
-                                            gaussian(m, mu2, cov, 2 * i + 1), linear)
-                          for i in range(300)])
-    truth, bias = 4 * 0.25**2, 2 * dim / m
-    stderr = float(draws.std()) / math.sqrt(len(draws))
-    assert abs(float(draws.mean()) - truth) < 4 * stderr < bias / 4
-
-
-def test_kid_is_near_zero_for_one_distribution_and_not_for_two() -> None:
-    cov = torch.eye(8, dtype=G)
-    a = gaussian(600, torch.zeros(8, dtype=G), cov, seed=3)
-    b = gaussian(600, torch.zeros(8, dtype=G), cov, seed=4)
-    c = gaussian(600, torch.full((8,), 0.5, dtype=G), cov, seed=5)
-    same, same_std = fid.kid(a, b, subsets=10, subset_size=300)
-    shifted, _ = fid.kid(a, c, subsets=10, subset_size=300)
-    assert abs(same) < 3 * same_std + 1e-3 and same_std > 0
-    assert shifted > 50 * abs(same)
-    assert fid.kid(a, b, subsets=10, subset_size=300) == (same, same_std)  # seeded
-    assert fid.kid(a[:50], b[:50])[1] == 0.0  # subsets as large as the sets: one estimate
-    scores = fid.scores(a, c)
-    assert set(scores) == {"fid", "kid", "kid_std"} and scores["fid"] > 0
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "a.png").symlink_to(files[3])  # a's real path sorts last
+    (tmp_path / "links" / "b.png").symlink_to(files[0])
+    ordered = fid.protocol_order(sorted((tmp_path / "links").iterdir()))
+    assert [os.path.realpath(p) for p in ordered] == [str(files[0]), str(files[3])]
 
 
 # ---------------------------------------------------------------------- the weights
@@ -126,69 +127,27 @@ def test_wrong_file_fails_the_hash_check(tmp_path: Path, monkeypatch) -> None:
         fid.resolve_weights(tmp_path / "elsewhere.pth")
 
 
-def test_weights_found_in_the_default_location_load(tmp_path: Path, monkeypatch) -> None:
-    """A file laid out like pt_inception (no num_batches_tracked, as the port) passes the
-    hash check it is given and loads strictly; a foreign state dict does not load."""
+def test_a_file_laid_out_like_pt_inception_loads_into_torch_fidelity(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """pytorch-fid's port is torchvision's Inception-v3 state dict (1008 classes, no aux
+    head, no num_batches_tracked): such a file passes the hash check it is given and loads
+    strictly into torch-fidelity's extractor, which takes uint8 images of any size to 2048
+    features; a foreign state dict does not load."""
+    from torchvision.models.inception import Inception3
+
     monkeypatch.delenv(fid.WEIGHTS_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     path = fid.default_location()
     path.parent.mkdir(parents=True)
-    state = {k: v for k, v in FIDInception().state_dict().items()
-             if not k.endswith("num_batches_tracked")}
-    torch.save(state, path)
+    net = Inception3(num_classes=1008, aux_logits=False, init_weights=False)
+    torch.save({k: v for k, v in net.state_dict().items()
+                if not k.endswith("num_batches_tracked")}, path)
     monkeypatch.setattr(fid, "WEIGHTS_SHA256", fid.sha256(path))
     assert fid.resolve_weights(None) == path
-    net = fid.load_inception(path, torch.device("cpu"))
-    assert isinstance(net, FIDInception) and not net.training
+    extractor = fid.load_inception(path, CPU)
+    assert not extractor.training
+    features = fid.features(extractor, [torch.zeros(1, 3, 40, 56, dtype=torch.uint8)], CPU)
+    assert features.shape == (1, 2048) and features.dtype == torch.float32
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "foreign.pth")
     with pytest.raises(fid.InceptionWeightsError, match="not FID Inception weights"):
-        fid.load_inception(tmp_path / "foreign.pth", torch.device("cpu"))
-
-
-@pytest.mark.slow  # two Inception forward passes at 299 px
-def test_inception_matches_torchvision_with_the_fid_pooling(monkeypatch) -> None:
-    """Same parameter names and shapes as torchvision's Inception-v3 (1008 classes, no aux
-    head), so the pt_inception file loads; and the same features as torchvision's network
-    patched the way the FID graph differs (average pools excluding padding, a max pool in the
-    last block), with identical random weights."""
-    import torchvision.models.inception as tv_inception
-
-    ours = FIDInception().eval()
-    tv = tv_inception.Inception3(num_classes=1008, aux_logits=False, init_weights=False).eval()
-    assert {k: v.shape for k, v in ours.state_dict().items()} == {
-        k: v.shape for k, v in tv.state_dict().items()}
-    g = torch.Generator().manual_seed(0)
-    state = {}
-    for k, v in tv.state_dict().items():
-        if k.endswith(("running_var", "bn.weight")):
-            v = torch.rand(v.shape, generator=g) + 0.5
-        elif v.is_floating_point():
-            v = torch.randn(v.shape, generator=g) * (0.5 / v[0].numel() ** 0.5 if v.dim() > 1
-                                                     else 0.1)
-        state[k] = v
-    ours.load_state_dict(state)
-    tv.load_state_dict(state)
-
-    in_last_block = [False]
-
-    class FIDPooling:  # torchvision's module-level `F`, with the FID graph's pools
-        def __getattr__(self, name: str):
-            return getattr(F, name)
-
-        @staticmethod
-        def avg_pool2d(x, kernel_size, stride=None, padding=0, **_):
-            if in_last_block[0]:
-                return F.max_pool2d(x, kernel_size, stride, padding)
-            return F.avg_pool2d(x, kernel_size, stride, padding, count_include_pad=False)
-
-    monkeypatch.setattr(tv_inception, "F", FIDPooling())
-    tv.Mixed_7c.register_forward_pre_hook(lambda *_: in_last_block.__setitem__(0, True))
-    tv.Mixed_7c.register_forward_hook(lambda *_: in_last_block.__setitem__(0, False))
-    pooled = {}
-    tv.avgpool.register_forward_hook(lambda m, i, o: pooled.__setitem__("x", o.flatten(1)))
-    x = torch.rand(1, 3, 40, 56, generator=g) * 2 - 1
-    with torch.no_grad():
-        features = ours(x)
-        tv(F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False))
-    assert features.shape == (1, FEATURES) and features.abs().max() > 0
-    torch.testing.assert_close(features, pooled["x"], rtol=1e-4, atol=1e-5)
+        fid.load_inception(tmp_path / "foreign.pth", CPU)
