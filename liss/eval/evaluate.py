@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 
 from liss.config import Config
-from liss.data.augment import center_params
+from liss.data.augment import Preprocess, center_params
+from liss.data.batch import by_shape
 from liss.data.images import BadImageError
 from liss.data.layout import DOMAINS, Split, depth_path, load_splits
 from liss.data.torch_backend import load_sample
@@ -93,12 +94,12 @@ def task_metrics(model: LissModel, cfg: Config, splits: dict[str, Split], split:
 
 
 def center_batches(files: list[Path], cfg: Config, batch_size: int) -> Iterator[Tensor]:
-    """Images as validation sees them (resized, centre-cropped), in [-1, 1]."""
-    d = cfg.data
-    params = center_params(d.load_size, d.crop_size)
+    """Images as validation sees them (data.preprocess, centre crops), in [-1, 1]; batches
+    of up to `batch_size`, each of one size."""
+    prep = Preprocess.of(cfg.data)
     for i in range(0, len(files), batch_size):
-        yield torch.stack([load_sample(f, False, d.load_size, d.crop_size, params)[0]
-                           for f in files[i:i + batch_size]])
+        images = [load_sample(f, False, prep, center_params)[0] for f in files[i:i + batch_size]]
+        yield from map(torch.stack, by_shape(images, [x.shape for x in images]))
 
 
 @torch.no_grad()
@@ -159,8 +160,8 @@ def evaluate(path: Path, root: Path, *, split: str = "test", fid: bool = False,
     notes: list[str] = []
     d = cfg.data
     try:
-        metrics = paired_metrics(model, root, translated, load_size=d.load_size,
-                                 crop_size=d.crop_size, split=split, direction=d.direction,
+        metrics = paired_metrics(model, root, translated, prep=Preprocess.of(d),
+                                 split=split, direction=d.direction,
                                  batch_size=batch_size, device=device,
                                  truth_split="train" if carved else None)
         if not metrics:
