@@ -71,16 +71,16 @@ class DataConfig:
     root: str = opt("data/synth", "dataset root in CycleGAN layout (trainA, trainB, testA, testB)")
     backend: str = opt("auto", "input pipeline: auto = dali when training on CUDA and DALI "
                        "works there, else torch", choices=("auto", "torch", "dali"))
-    preprocess: str = opt("resize_and_crop", "what an image becomes (as CycleGAN's "
-                          "--preprocess): resize to load_size x load_size, or scale to width "
-                          "load_size, then crop; crop only; none = whole images cropped to a "
-                          "multiple of 4 (docs/data.md)", choices=PREPROCESS_MODES)
+    preprocess: str = opt("resize_and_crop", "what an image becomes, as CycleGAN's "
+                          "--preprocess: resized to load_size x load_size, or scaled to width "
+                          "load_size, then cropped; crop: cropped only; none: the whole image, "
+                          "cropped to a multiple of 4 (docs/data.md)", choices=PREPROCESS_MODES)
     load_size: int = opt(286, "resize_and_crop: images are resized to load_size x load_size; "
                          "scale_width_and_crop: to width load_size; unused by crop and none",
                          ge=8)
-    crop_size: int = opt(256, "then a crop_size x crop_size crop, random for training, centred "
-                         "for validation; crop, none: images with a shorter side are scaled up "
-                         "to it first", ge=8)
+    crop_size: int = opt(256, "side of the square crop, random for training, centred for "
+                         "validation; none: no such crop, only the least shorter side (crop "
+                         "and none scale smaller images up to it)", ge=8)
     batch_size: int = opt(1, "global batch size (split evenly across ranks)", ge=1)
     num_workers: int = opt(4, "loader worker processes (threads for dali)", ge=0)
     no_flip: bool = opt(False, "disable the random horizontal flip (the original's never fired)")

@@ -223,7 +223,7 @@ def build_pipeline(cfg: Config, *, rank: int = 0, world_size: int = 1,
 
 def output_shapes(splits: dict[str, Split], prep: Preprocess) -> dict[Path, Size]:
     """{image: (h, w) it comes out as} for every image of every split, from the headers
-    (~50 µs a JPEG, in threads). An image the scan kept but whose header no longer reads is
+    (30-70 µs a JPEG, in threads). An image the scan kept but whose header no longer reads is
     left out: loading it will fail, and be handled, like any file that breaks mid-run."""
     files = sorted({f for split in splits.values() for dom in DOMAINS for f in split[dom]})
 

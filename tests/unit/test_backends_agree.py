@@ -16,8 +16,8 @@ from PIL import Image
 from liss import config
 from liss.config import PREPROCESS_MODES
 from liss.data.augment import Preprocess, train_params
-from liss.data.layout import depth_path, list_images
 from liss.data.batch import Batch
+from liss.data.layout import depth_path, list_images
 from liss.data.pipeline import InputPipeline, build_pipeline
 
 BACKENDS = ("torch", "dali")

@@ -1,7 +1,8 @@
 """`data.preprocess`: each mode's geometry on a 400x300 image, the crop's region and its depth
-alignment, the generator stride it rounds to, rotation of non-square images, and the
+alignment, the generator stride it rounds to, the config checks, and the
 start-up check that a batch of several images holds one size. (Both backends per mode:
-test_backends_agree.py; training on mixed sizes: integration/test_preprocess_train.py.)"""
+test_backends_agree.py; rotation of non-square images: test_tasks.py; training on mixed
+sizes: integration/test_preprocess_train.py.)"""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from liss.data.images import BadImageError, image_size
 from liss.data.pipeline import build_pipeline
 from liss.data.torch_backend import load_sample
 from liss.nn.generator import STRIDE, Encoder, ImageHead
-from liss.tasks.rotation import rotation_stack
 
 W, H = 400, 300
 # mode -> {(load, crop): (training crop, validation crop)}, (h, w): the table of docs/data.md
@@ -132,16 +132,6 @@ def test_image_size_reads_the_header_with_exif_orientation(tmp_path: Path) -> No
     (tmp_path / "x.png").write_text("not pixels")
     with pytest.raises(BadImageError, match="not an image Pillow can identify"):
         image_size(tmp_path / "x.png")
-
-
-def test_rotation_uses_the_largest_centred_square() -> None:
-    images = torch.arange(2 * 3 * 6 * 10, dtype=torch.float32).view(2, 3, 6, 10)
-    stack, labels = rotation_stack(images)
-    assert stack.shape == (8, 3, 6, 6) and labels.tolist() == [0, 1, 2, 3] * 2
-    square = images[..., 2:8]
-    for k in range(4):
-        assert torch.equal(stack[k::4], torch.rot90(square, k, dims=(-2, -1)))
-    assert torch.equal(rotation_stack(square)[0], stack)  # square images: unchanged
 
 
 def test_preprocess_config() -> None:
