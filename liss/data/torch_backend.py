@@ -140,9 +140,10 @@ def train_loader(dataset: TrainDataset, sampler: StreamSampler, *, num_workers: 
 
 
 def eval_loader(dataset: EvalDataset, *, batch_size: int, num_workers: int,
-                shapes: list[Size] | None = None) -> DataLoader:
-    """Yields (DomainBatch, failures) in file order; given each item's output shape (they
-    differ under data.preprocess=none), each batch holds one shape, in first-seen order."""
+                shapes: list[Size | None] | None = None) -> DataLoader:
+    """Yields (DomainBatch, failures) in file order. Given each item's output shape (they
+    differ under data.preprocess=none; None: not known), each batch holds one shape: items
+    of the first shape met come first, in file order, then those of the next."""
     if shapes is None:
         return DataLoader(dataset, batch_size=batch_size, shuffle=False,
                           num_workers=num_workers, collate_fn=collate_eval)
