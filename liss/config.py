@@ -56,6 +56,10 @@ SCHEDULES = (
 )
 
 
+PREPROCESS_MODES = ("resize_and_crop", "scale_width_and_crop", "crop", "none")
+RESIZING_MODES = PREPROCESS_MODES[:2]  # the modes that read data.load_size
+
+
 @dataclass
 class RunConfig:
     name: str = opt("liss", "run name; the run folder is run.dir/run.name")
@@ -68,9 +72,16 @@ class DataConfig:
     root: str = opt("data/synth", "dataset root in CycleGAN layout (trainA, trainB, testA, testB)")
     backend: str = opt("auto", "input pipeline: auto = dali when training on CUDA and DALI "
                        "works there, else torch", choices=("auto", "torch", "dali"))
-    load_size: int = opt(286, "images are resized to load_size x load_size", ge=8)
-    crop_size: int = opt(256, "then randomly cropped to crop_size (centre crop for validation)",
+    preprocess: str = opt("resize_and_crop", "what an image becomes, as CycleGAN's "
+                          "--preprocess: resized to load_size x load_size, or scaled to width "
+                          "load_size, then cropped; crop: cropped only; none: the whole image, "
+                          "cropped to a multiple of 4 (docs/data.md)", choices=PREPROCESS_MODES)
+    load_size: int = opt(286, "resize_and_crop: images are resized to load_size x load_size; "
+                         "scale_width_and_crop: to width load_size; unused by crop and none",
                          ge=8)
+    crop_size: int = opt(256, "side of the square crop, random for training, centred for "
+                         "validation; none: no such crop, only the least shorter side (crop "
+                         "and none scale smaller images up to it)", ge=8)
     batch_size: int = opt(1, "global batch size (split evenly across ranks)", ge=1)
     num_workers: int = opt(4, "loader worker processes (threads for dali)", ge=0)
     no_flip: bool = opt(False, "disable the random horizontal flip (the original's never fired)")
@@ -508,9 +519,10 @@ def validate(cfg: Config) -> None:
     """Raise ConfigError for any out-of-range value or inconsistent combination."""
     _check_ranges(cfg)
     d, s = cfg.data, cfg.schedule
-    if d.crop_size > d.load_size:
+    if d.crop_size > d.load_size and d.preprocess in RESIZING_MODES:
         raise ConfigError("data.crop_size", d.crop_size,
-                          f"must be <= data.load_size ({d.load_size})")
+                          f"must be <= data.load_size ({d.load_size}) with data.preprocess="
+                          f"{d.preprocess}")
     if d.crop_size < 16:
         raise ConfigError("data.crop_size", d.crop_size, "must be >= 16 (two stride-2 "
                           "downsamplings and a 3x3 jigsaw grid)")

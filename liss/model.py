@@ -31,7 +31,7 @@ from liss.schedule import (
     Phase,
 )
 from liss.tasks import AuxTask, build_tasks
-from liss.tasks.rotation import N_ROTATIONS, rotation_stack
+from liss.tasks.rotation import N_ROTATIONS, center_square, rotation_stack
 
 DOMAINS = ("A", "B")
 FAKE_CLASS = N_ROTATIONS  # the D rotation head's fifth class
@@ -300,9 +300,11 @@ class LissModel(nn.Module):
 
     def _d_rotation_loss(self, D: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
         """SSGAN 5-way term, once: real rotations of D's own domain (0-3) and fakes (4)."""
-        stack, labels = rotation_stack(real)
+        # one square for both: under data.preprocess=none the two domains' sizes differ
+        side = min(*real.shape[-2:], *fake.shape[-2:])
+        stack, labels = rotation_stack(center_square(real, side))
         fake_labels = torch.full((fake.shape[0],), FAKE_CLASS, device=fake.device)
-        logits = D(self._fmt(torch.cat([stack, fake])), rotation=True)
+        logits = D(self._fmt(torch.cat([stack, center_square(fake, side)])), rotation=True)
         return F.cross_entropy(logits.float(), torch.cat([labels, fake_labels]))
 
     # ------------------------------------------------------------------ evaluation

@@ -6,10 +6,14 @@ tiles, gray copies) are built from these on the training device.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import torch
 from torch import Tensor
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -58,3 +62,12 @@ class Batch:
 
     def pin_memory(self) -> Batch:  # called by DataLoader(pin_memory=True)
         return Batch(self.A.pin_memory(), self.B.pin_memory())
+
+
+def by_shape(items: Iterable[T], shapes: Iterable[Hashable]) -> list[list[T]]:
+    """`items` grouped by their `shapes` (parallel to them), groups in first-seen order and
+    items in order within: a batch holds one image size (data.preprocess=none mixes them)."""
+    groups: dict[Hashable, list[T]] = {}
+    for item, shape in zip(items, shapes, strict=True):
+        groups.setdefault(shape, []).append(item)
+    return list(groups.values())

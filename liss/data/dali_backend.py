@@ -1,13 +1,15 @@
 """NVIDIA DALI training stream: the sampler's samples, decoded and augmented by DALI.
 
-A batch `external_source` reads each sample's file bytes and its crop box and flip (drawn from
-the sample key by `augment.train_params`, exactly as the torch backend draws them); DALI
-decodes (nvJPEG with `device="mixed"` on a GPU, CPU decoders with `device_id=None`) and
-does resize, crop and flip in one resampling pass per image: `fn.resize` over a relative ROI
-of the crop box, ROI reversed in x for a flip. That equals resize-to-load_size-then-crop
-(filters sample the whole image, not the ROI), so image and depth map share their geometry
-by construction. Images: cubic, antialiased; depth: linear, 16-bit precision. Output NHWC,
-handed over as a channels_last NCHW view of the copy out of DALI's buffers.
+A batch `external_source` reads each sample's file bytes and its crop box, output size and
+flip (the geometry `data.preprocess` gives the image's size, read from its header, the box
+and flip drawn from the sample key by `augment.train_params`, exactly as the torch backend
+does); DALI decodes (nvJPEG with `device="mixed"` on a GPU, CPU decoders with
+`device_id=None`) and does resize, crop and flip in one resampling pass per image:
+`fn.resize` to the crop's size over a relative ROI of the crop box, ROI reversed in x for a
+flip. That equals resize-then-crop (filters sample the whole image, not the ROI), so image
+and depth map share their geometry by construction. Images: cubic, antialiased; depth:
+linear, 16-bit precision. Output NHWC, handed over as a channels_last NCHW view of the copy
+out of DALI's buffers.
 
 Python runs only the source (file reads), in the trainer's thread; the decoding runs in
 DALI's `num_threads`, so a parallel (multi-process) external source would only add IPC.
@@ -37,7 +39,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from liss.data.augment import CropFlip, train_params
+from liss.data.augment import CropFlip, Preprocess, train_params
 from liss.data.batch import Batch, DomainBatch
 from liss.data.images import (
     BadImageError,
@@ -45,6 +47,7 @@ from liss.data.images import (
     depth_file,
     failure_reason,
     file_bytes,
+    image_size,
     load_or_substitute,
 )
 from liss.data.sampler import StreamSampler
@@ -101,11 +104,11 @@ def _decode(d: SimpleNamespace, encoded: Any, *, gray: bool, device: int | None)
                                dtype=t.UINT16 if gray else t.UINT8)
 
 
-def _augment(d: SimpleNamespace, decoded: Any, start: Any, end: Any, *, crop_size: int,
+def _augment(d: SimpleNamespace, decoded: Any, start: Any, end: Any, size: Any, *,
              gray: bool) -> Any:
     """Resize + crop + flip in one pass over the ROI, then the value range of the contract."""
     t = d.types
-    x = d.fn.resize(decoded, size=[crop_size, crop_size], roi_start=start, roi_end=end,
+    x = d.fn.resize(decoded, size=size, roi_start=start, roi_end=end,
                     roi_relative=True, antialias=True, dtype=t.FLOAT,
                     interp_type=t.INTERP_LINEAR if gray else t.INTERP_CUBIC)
     if gray:
@@ -113,10 +116,11 @@ def _augment(d: SimpleNamespace, decoded: Any, start: Any, end: Any, *, crop_siz
     return d.math.clamp(x * (2.0 / 255.0) - 1.0, -1.0, 1.0)  # image in [-1, 1]
 
 
-def roi(params: CropFlip, load_size: int, crop_size: int) -> tuple[np.ndarray, np.ndarray]:
+def roi(params: CropFlip) -> tuple[np.ndarray, np.ndarray]:
     """The crop box of `params` as a relative (y, x) ROI of the image; x reversed to flip."""
-    y0, y1 = params.y / load_size, (params.y + crop_size) / load_size
-    x0, x1 = params.x / load_size, (params.x + crop_size) / load_size
+    (h, w), (ch, cw) = params.geometry.resized, params.geometry.crop
+    y0, y1 = params.y / h, (params.y + ch) / h
+    x0, x1 = params.x / w, (params.x + cw) / w
     if params.flip:
         x0, x1 = x1, x0
     return np.array([y0, x0], dtype=np.float32), np.array([y1, x1], dtype=np.float32)
@@ -140,16 +144,25 @@ class _Fed:
     indices: dict[str, list[int]]
 
 
+@dataclass(frozen=True)
+class _Encoded:
+    """One sample's file bytes (its depth map's too, when needed) and the image's size."""
+
+    image: np.ndarray
+    depth: np.ndarray | None
+    size: tuple[int, int]  # (h, w) as decoded, EXIF orientation applied
+
+
 class TrainStream(Iterator[Batch]):
     """Endless local batches from `start_step` on, the torch backend's stream and contract."""
 
     def __init__(self, files: dict[str, list[Path]], sampler_at: Callable[[int], StreamSampler],
-                 start_step: int, *, load_size: int, crop_size: int, flip: bool,
+                 start_step: int, *, prep: Preprocess, flip: bool,
                  with_depth: bool, threads: int, device: int | None, skip_bad: bool,
                  record: Callable[[Failures], None]):
         self._d = _dali()
         self.files, self.sampler_at, self.record = files, sampler_at, record
-        self.load_size, self.crop_size, self.flip = load_size, crop_size, flip
+        self.prep, self.flip = prep, flip
         self.with_depth, self.threads, self.device = with_depth, max(1, threads), device
         self.skip_bad = skip_bad
         self.known_bad: dict[str, set[int]] = {"A": set(), "B": set()}
@@ -167,30 +180,33 @@ class TrainStream(Iterator[Batch]):
 
     def _build(self) -> Any:
         d, t = self._d, self._d.types
-        per_domain = 4 if self.with_depth else 3  # image bytes, ROI start, ROI end, depth bytes
+        # image bytes, ROI start, ROI end, output size, depth bytes
+        per_domain = 5 if self.with_depth else 4
         pipe = d.Pipeline(batch_size=self.local_batch, num_threads=self.threads,
                           device_id=self.device, prefetch_queue_depth=PREFETCH)
         with pipe:
             feeds = d.fn.external_source(source=self._source, num_outputs=2 * per_domain,
                                          batch=True, ndim=[1] * 2 * per_domain,
-                                         dtype=[t.UINT8, t.FLOAT, t.FLOAT, t.UINT8][:per_domain]
-                                         * 2)
+                                         dtype=[t.UINT8, t.FLOAT, t.FLOAT, t.FLOAT,
+                                                t.UINT8][:per_domain] * 2)
             outputs = []
             for first in (0, per_domain):
-                image, start, end, *depth = feeds[first:first + per_domain]
+                image, start, end, size, *depth = feeds[first:first + per_domain]
                 for encoded, gray in ((image, False), *((e, True) for e in depth)):
                     decoded = _decode(d, encoded, gray=gray, device=self.device)
-                    outputs.append(_augment(d, decoded, start, end, crop_size=self.crop_size,
-                                            gray=gray))
+                    outputs.append(_augment(d, decoded, start, end, size, gray=gray))
             pipe.set_outputs(*outputs)
         pipe.build()
         return pipe
 
-    def _read(self, image: Path) -> tuple[np.ndarray, np.ndarray | None]:
-        def raw(path: Path) -> np.ndarray:
-            return np.frombuffer(file_bytes(path), dtype=np.uint8)
-
-        return raw(image), raw(depth_file(image)) if self.with_depth else None
+    def _read(self, image: Path) -> _Encoded:
+        """The bytes, and the size from the header (not looked up when the geometry does
+        not depend on it: then a file that only DALI finds broken fails in DALI, as ever)."""
+        data = file_bytes(image)
+        size = (0, 0) if self.prep.size_free else image_size(image, data)
+        depth = np.frombuffer(file_bytes(depth_file(image)), dtype=np.uint8) \
+            if self.with_depth else None
+        return _Encoded(np.frombuffer(data, dtype=np.uint8), depth, size)
 
     def _source(self) -> tuple[list[np.ndarray], ...]:
         """One iteration's inputs, in `_build`'s order; called by DALI in this thread."""
@@ -198,23 +214,24 @@ class TrainStream(Iterator[Batch]):
         fed = _Fed(self._next_step, {"A": [], "B": []}, {"A": [], "B": []})
         columns: list[list[np.ndarray]] = []
         for d in ("A", "B"):
-            images, starts, ends, depths = [], [], [], []
+            images, starts, ends, sizes, depths = [], [], [], [], []
             for ref in refs:
                 index, key = (ref.index_A, ref.key_A) if d == "A" else (ref.index_B, ref.key_B)
-                used, (image, depth), failures = load_or_substitute(
+                used, encoded, failures = load_or_substitute(
                     self.files[d], index, self._read, skip=self.skip_bad,
                     known_bad=self.known_bad[d])
                 if failures:
                     self.record(failures)
-                start, end = roi(train_params(key, self.load_size, self.crop_size, self.flip),
-                                 self.load_size, self.crop_size)
-                images.append(image)
+                params = train_params(key, self.prep.geometry(*encoded.size), self.flip)
+                start, end = roi(params)
+                images.append(encoded.image)
                 starts.append(start)
                 ends.append(end)
-                depths.append(depth)
+                sizes.append(np.array(params.geometry.crop, dtype=np.float32))
+                depths.append(encoded.depth)
                 fed.keys[d].append(key)
                 fed.indices[d].append(used)
-            columns += [images, starts, ends] + ([depths] if self.with_depth else [])
+            columns += [images, starts, ends, sizes] + ([depths] if self.with_depth else [])
         self._inflight.append(fed)
         self._next_step += 1
         return tuple(columns)
@@ -243,7 +260,7 @@ class TrainStream(Iterator[Batch]):
 
     def _to_torch(self, outputs: Any) -> Tensor:
         """[N,C,H,W] channels_last view of one NHWC copy out of DALI's (recycled) buffers."""
-        dense = outputs.as_tensor()  # a view: every sample has the crop's shape
+        dense = outputs.as_tensor()  # a view: a batch has one crop shape (pipeline checks)
         on_gpu = self.device is not None
         out = torch.empty(dense.shape(), dtype=torch.float32,
                           device=torch.device("cuda", self.device) if on_gpu else "cpu")
@@ -284,12 +301,13 @@ class TrainStream(Iterator[Batch]):
     def _probe(self, image: Path) -> str | None:
         """Why DALI cannot decode `image` (or its depth map) on its own, or None."""
         try:
-            data, depth = self._read(image)
+            encoded = self._read(image)
         except BadImageError as e:
             return failure_reason(image, e)
-        reason = _decode_alone(self._d, data, gray=False)
+        reason = _decode_alone(self._d, encoded.image, gray=False)
         if reason is not None:
             return f"DALI cannot decode it ({reason})"
+        depth = encoded.depth
         reason = None if depth is None else _decode_alone(self._d, depth, gray=True)
         return None if reason is None else f"{depth_file(image)}: DALI cannot decode it ({reason})"
 

@@ -11,6 +11,12 @@ the run here, with its path and reason; with `skip` those files leave the split 
 listed in `skipped_files`. Only then is validation carved from train, so skipped files cannot
 empty it. A file that breaks later is substituted by the next readable one (`skip`) or raises
 BadImageError (`error`) from the batch iterator; substitutions are added to `skipped_files` too.
+
+Under `data.preprocess=none` images keep their size (cropped to a multiple of the generator's
+stride), so sizes can differ between files. Their headers are read at start-up
+(`output_shapes`): a training batch of more than one image per rank needs every train image
+of a domain to come out the same size, else the run stops here naming two that do not;
+validation batches group images of equal size.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -26,9 +33,10 @@ from typing import TypeVar
 import torch.distributed as dist
 
 from liss.config import Config, ConfigError, check_per_rank_batch, with_tasks
-from liss.data.batch import Batch, DomainBatch
+from liss.data.augment import Preprocess, Size
+from liss.data.batch import Batch, DomainBatch, by_shape
 from liss.data.check import unusable_images
-from liss.data.images import Failures
+from liss.data.images import BadImageError, Failures, image_size
 from liss.data.layout import DOMAINS, Split, carve_validation, list_splits
 from liss.data.sampler import StreamSampler
 from liss.data.scan_cache import ScanCache, cache_path
@@ -76,6 +84,12 @@ class InputPipeline:
     skipped_files: dict[str, Failures] = field(
         default_factory=lambda: {s: [] for s in SPLITS})
     tasks: TaskChoice | None = None  # what build_pipeline chose (cfg trains exactly these)
+    # image -> (h, w) it comes out as, when that differs between files (preprocess=none)
+    shapes: dict[Path, Size] = field(default_factory=dict)
+
+    @property
+    def prep(self) -> Preprocess:
+        return Preprocess.of(self.cfg.data)
 
     @property
     def local_batch(self) -> int:
@@ -116,8 +130,8 @@ class InputPipeline:
         """This rank's local batches from `start_step` on (endless)."""
         d = self.cfg.data
         train = self.splits["train"]
-        common = dict(load_size=d.load_size, crop_size=d.crop_size, flip=not d.no_flip,
-                      with_depth=self.with_depth, skip_bad=self.skip_bad)
+        common = dict(prep=self.prep, flip=not d.no_flip, with_depth=self.with_depth,
+                      skip_bad=self.skip_bad)
         if self.backend == "dali":
             from liss.data import dali_backend
 
@@ -134,7 +148,8 @@ class InputPipeline:
 
     def eval_batches(self, split: str, domain: str, batch_size: int | None = None
                      ) -> Iterator[DomainBatch]:
-        """This rank's shard (every world_size-th image) of one domain, centre-cropped.
+        """This rank's shard (every world_size-th image) of one domain, centre-cropped; with
+        sizes that differ (`shapes`), each batch holds images of one size.
 
         Decoded by the torch path whatever `data.backend` is: validation drives the schedule,
         so it is bit-identical across backends, and it is small next to training.
@@ -143,13 +158,14 @@ class InputPipeline:
 
         d = self.cfg.data
         files = self.splits[split][domain]
-        dataset = EvalDataset(files, load_size=d.load_size, crop_size=d.crop_size,
-                              with_depth=self.with_depth, key_salt=VAL_KEY_SALT + ord(domain),
-                              indices=list(range(self.rank, len(files), self.world_size)),
+        indices = list(range(self.rank, len(files), self.world_size))
+        dataset = EvalDataset(files, prep=self.prep, with_depth=self.with_depth,
+                              key_salt=VAL_KEY_SALT + ord(domain), indices=indices,
                               skip_bad=self.skip_bad)
+        shapes = [self.shapes.get(files[i]) for i in indices] if self.shapes else None
         return self._recorded(split, eval_loader(
             dataset, batch_size=batch_size or max(1, self.local_batch),
-            num_workers=min(d.num_workers, 2)))
+            num_workers=min(d.num_workers, 2), shapes=shapes))
 
 
 def _scan(splits: dict[str, Split], with_depth: bool, cache: ScanCache, rank: int,
@@ -219,8 +235,47 @@ def build_pipeline(cfg: Config, *, rank: int = 0, world_size: int = 1,
             examples = "; ".join(f"{p}: {r}" for p, r in sorted(bad.items())[:3])
             log.warning("data.on_bad_file=skip: %d unusable files left out, e.g. %s",
                         len(bad), examples)
+    shapes = output_shapes(splits, Preprocess.of(d)) if d.preprocess == "none" else {}
+    if shapes and d.batch_size // world_size > 1:
+        _require_one_shape(cfg, splits["train"], shapes, world_size)
     return InputPipeline(cfg, splits, backend, rank, world_size, with_depth, pin_memory,
-                         skip_bad=d.on_bad_file == "skip", skipped_files=skipped, tasks=tasks)
+                         skip_bad=d.on_bad_file == "skip", skipped_files=skipped,
+                         shapes=shapes, tasks=tasks)
+
+
+def output_shapes(splits: dict[str, Split], prep: Preprocess) -> dict[Path, Size]:
+    """{image: (h, w) it comes out as} for every image of every split, from the headers
+    (30-70 µs a JPEG, in threads). An image the scan kept but whose header no longer reads is
+    left out: loading it will fail, and be handled, like any file that breaks mid-run."""
+    files = sorted({f for split in splits.values() for dom in DOMAINS for f in split[dom]})
+
+    def shape(path: Path) -> Size | None:
+        try:
+            return prep.geometry(*image_size(path)).crop
+        except BadImageError:
+            return None
+
+    with ThreadPoolExecutor() as pool:
+        found = dict(zip(files, pool.map(shape, files), strict=True))
+    return {f: s for f, s in found.items() if s is not None}
+
+
+def _require_one_shape(cfg: Config, train: Split, shapes: dict[Path, Size],
+                       world_size: int) -> None:
+    """A batch of several images needs them the same size: name two that are not."""
+    for dom in DOMAINS:
+        known = [f for f in train[dom] if f in shapes]
+        groups = by_shape(known, [shapes[f] for f in known])
+        if len(groups) > 1:
+            (a, *_), (b, *_) = groups[:2]
+            (ha, wa), (hb, wb) = shapes[a], shapes[b]
+            per_rank = cfg.data.batch_size // world_size
+            raise ConfigError(
+                "data.batch_size", cfg.data.batch_size,
+                f"{per_rank} images per rank need one size, but under data.preprocess=none "
+                f"{a} comes out {wa}x{ha} and {b} {wb}x{hb} ({len(groups)} sizes among "
+                f"domain {dom}'s train images); set data.batch_size={world_size} (one image "
+                "per rank) or another data.preprocess, e.g. scale_width_and_crop")
 
 
 def _require_images(cfg: Config, splits: dict[str, Split], note: str) -> None:

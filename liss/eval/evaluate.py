@@ -24,6 +24,8 @@ from typing import Any
 import torch
 
 from liss.config import Config
+from liss.data.augment import Preprocess
+from liss.data.batch import by_shape
 from liss.data.images import BadImageError
 from liss.data.layout import DOMAINS, Split, depth_path, load_splits
 from liss.eval import fid as fid_lib
@@ -173,8 +175,8 @@ def evaluate(path: Path, root: Path, *, split: str = "test", fid: bool = False,
     notes: list[str] = []
     d = cfg.data
     try:
-        metrics = paired_metrics(model, root, translated, load_size=d.load_size,
-                                 crop_size=d.crop_size, split=split, direction=d.direction,
+        metrics = paired_metrics(model, root, translated, prep=Preprocess.of(d),
+                                 split=split, direction=d.direction,
                                  batch_size=batch_size, device=device,
                                  truth_split="train" if carved else None)
         if not metrics:

@@ -52,6 +52,7 @@ class InTrainingEval:
         self.cfg, self.device = cfg, device
         self.root = Path(cfg.data.root)
         self.files = {d: data.splits["val"][d] for d in DOMAINS}
+        self.prep = data.prep
         self.truth_split = None if (self.root / "valA").is_dir() else "train"
         self.extractor = extractor
         if fid and extractor is None:
@@ -66,8 +67,8 @@ class InTrainingEval:
     def __call__(self, model: LissModel) -> dict[str, float]:
         d = self.cfg.data
         batch = max(1, d.batch_size)
-        metrics = paired_metrics(model, self.root, self.files, load_size=d.load_size,
-                                 crop_size=d.crop_size, split="val", direction=d.direction,
+        metrics = paired_metrics(model, self.root, self.files, prep=self.prep,
+                                 split="val", direction=d.direction,
                                  batch_size=batch, device=self.device,
                                  truth_split=self.truth_split)
         if not metrics and not self.warned:

@@ -9,12 +9,14 @@ summed over channels exceeds CHANGED), which is where a translation has to do it
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from liss.data.augment import center_params
+from liss.data.augment import Preprocess, center_params
+from liss.data.batch import by_shape
 from liss.data.layout import list_images
 from liss.data.torch_backend import load_sample
 from liss.model import LissModel, other
@@ -54,16 +56,16 @@ def _pairs(images: list[Path], truth: Path) -> list[tuple[Path, Path]]:
 
 @torch.no_grad()
 def paired_metrics(model: LissModel, root: Path, images: dict[str, list[Path]], *,
-                   load_size: int, crop_size: int, split: str = "test", direction: str = "AtoB",
+                   prep: Preprocess, split: str = "test", direction: str = "AtoB",
                    batch_size: int = 8, device: torch.device | None = None,
                    truth_split: str | None = None) -> dict[str, float]:
     """`{split}/{A2B,B2A}_{l1,psnr,ssim}` and `..._identity_*` where truth exists.
 
-    `truth_split` names the truth folder when it is not `split`'s own: validation images
-    carved from train have their truth in `gt/train{A2B,B2A}`.
+    Images and truth are read as validation reads them (`prep`, centre crops). `truth_split`
+    names the truth folder when it is not `split`'s own: validation images carved from train
+    have their truth in `gt/train{A2B,B2A}`.
     """
     device = device or torch.device("cpu")
-    params = center_params(load_size, crop_size)
     out: dict[str, float] = {}
     was_training = model.training
     model.eval()
@@ -72,12 +74,8 @@ def paired_metrics(model: LissModel, root: Path, images: dict[str, list[Path]], 
         if not pairs:
             continue
         sums = {p + k: 0.0 for p in ("", "identity_") for k in METRICS}
-        for i in range(0, len(pairs), batch_size):
-            chunk = pairs[i:i + batch_size]
-            src = torch.stack([load_sample(a, False, load_size, crop_size, params)[0]
-                               for a, _ in chunk]).to(device)
-            gt = torch.stack([load_sample(b, False, load_size, crop_size, params)[0]
-                              for _, b in chunk]).to(device)
+        for src, gt in _loaded(pairs, prep, batch_size):
+            src, gt = src.to(device), gt.to(device)
             fake = model.translate(d, src).float()
             g01, s01 = (gt + 1) / 2, (src + 1) / 2
             changed = ((g01 - s01).abs().sum(1, keepdim=True) > CHANGED).float()
@@ -94,3 +92,15 @@ def paired_metrics(model: LissModel, root: Path, images: dict[str, list[Path]], 
         out.update({f"{split}/{name}_{k}": v / len(pairs) for k, v in sums.items()})
     model.train(was_training)
     return out
+
+
+def _loaded(pairs: list[tuple[Path, Path]], prep: Preprocess, batch_size: int
+            ) -> Iterator[tuple[Tensor, Tensor]]:
+    """(images, truth) batches of up to `batch_size` pairs, each of one size."""
+    def load(path: Path) -> Tensor:
+        return load_sample(path, False, prep, center_params)[0]
+
+    for i in range(0, len(pairs), batch_size):
+        loaded = [(load(a), load(b)) for a, b in pairs[i:i + batch_size]]
+        for group in by_shape(loaded, [(a.shape, b.shape) for a, b in loaded]):
+            yield torch.stack([a for a, _ in group]), torch.stack([b for _, b in group])

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-STRIDE = 4  # two stride-2 convolutions in the encoder
+from liss.nn.generator import STRIDE
+
 MIN_SIDE = 8  # a 2x2 bottleneck
 
 Net = Callable[[Tensor], Tensor]

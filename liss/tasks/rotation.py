@@ -12,15 +12,26 @@ from liss.tasks.base import AuxTask, Critic, TaskInputs
 from liss.taskspec import N_ROTATIONS, spec_of
 
 
-def rotation_stack(images: Tensor) -> tuple[Tensor, Tensor]:
-    """All four counter-clockwise rotations of square images, sample-major.
+def center_square(images: Tensor, side: int | None = None) -> Tensor:
+    """The centred side x side square of [N,C,H,W] images; default the largest (the images
+    themselves when square)."""
+    h, w = images.shape[-2:]
+    side = min(h, w) if side is None else side
+    top, left = (h - side) // 2, (w - side) // 2
+    return images[..., top:top + side, left:left + side]
 
-    [N,C,H,W] -> ([4N,C,H,W], labels [4N]); rows 4i..4i+3 are sample i rotated by
-    0°, 90°, 180°, 270°. The original shuffled the four per sample; with per-instance
-    normalisation and a mean loss the order changes nothing, so it is fixed here.
+
+def rotation_stack(images: Tensor) -> tuple[Tensor, Tensor]:
+    """All four counter-clockwise rotations of images, sample-major.
+
+    [N,C,H,W] -> ([4N,C,S,S], labels [4N]); rows 4i..4i+3 are sample i rotated by
+    0°, 90°, 180°, 270°. A non-square image (data.preprocess=none) is rotated as its largest
+    centred square, S = min(H, W): the rotated copies then share one shape, and the
+    task cannot be solved from the aspect ratio alone. The original shuffled the four per
+    sample; with per-instance normalisation and a mean loss the order changes nothing, so it
+    is fixed here.
     """
-    if images.shape[-1] != images.shape[-2]:
-        raise ValueError(f"rotation needs square images, got {tuple(images.shape[-2:])}")
+    images = center_square(images)
     rotated = torch.stack([torch.rot90(images, k, dims=(-2, -1)) for k in range(N_ROTATIONS)],
                           dim=1)
     labels = torch.arange(N_ROTATIONS, device=images.device).repeat(images.shape[0])

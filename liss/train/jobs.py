@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor
 
+from liss.data.batch import DomainBatch
 from liss.data.layout import DOMAINS
 from liss.data.pipeline import InputPipeline
 from liss.train.grid import render_grid, save_png
@@ -134,13 +135,18 @@ class LogGrid(Job):
 
     SAMPLES: ClassVar[int] = 4
 
-    samples: dict = field(default_factory=dict)
+    samples: dict[str, list[DomainBatch]] = field(default_factory=dict)
 
     def pick_samples(self, data: InputPipeline, device: torch.device,
                      channels_last: bool) -> None:
-        """The first `SAMPLES` validation images of each domain, shown at every grid."""
-        self.samples = {d: next(iter(data.eval_batches("val", d, batch_size=self.SAMPLES)))
-                        .to(device, channels_last) for d in DOMAINS}
+        """The first `SAMPLES` validation images of each domain, shown at every grid (in
+        batches of one size each: under data.preprocess=none sizes may differ)."""
+        self.samples = {d: [] for d in DOMAINS}
+        for d, batches in self.samples.items():
+            for x in data.eval_batches("val", d, batch_size=self.SAMPLES):
+                batches.append(x.to(device, channels_last))
+                if sum(map(len, batches)) >= self.SAMPLES:
+                    break
 
     def run(self, trainer: Trainer, metrics: Metrics) -> Metrics:
         if trainer.env.is_main:

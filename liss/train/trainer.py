@@ -320,8 +320,8 @@ class Trainer:
             self.step, self.cfg.tracking.log_checkpoints)
         d, test = self.cfg.data, self.data.splits["test"]
         test_metrics = paired_metrics(self.model, Path(d.root), {"A": test.A, "B": test.B},
-                                      load_size=d.load_size, crop_size=d.crop_size,
-                                      direction=d.direction, device=self.env.device)
+                                      prep=self.data.prep, direction=d.direction,
+                                      device=self.env.device)
         self.tracker.log_metrics(test_metrics, self.step)
         self.progress.message(format_summary(self.first_metrics, self.last_metrics,
                                              test_metrics, self.events))

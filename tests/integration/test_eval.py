@@ -20,6 +20,7 @@ from PIL import Image
 from liss import checkpoint, config
 from liss.cli import main
 from liss.data import synthetic
+from liss.data.augment import Preprocess
 from liss.data.layout import load_splits
 from liss.data.pipeline import build_pipeline
 from liss.eval import evaluate as evaluate_lib
@@ -73,9 +74,8 @@ def test_numbers_are_paired_py_and_validation_numbers(trained: Path, synth_root:
     cfg = config.from_dict(state["config"])
     model = build_model(state, cfg, CPU)
     test = load_splits(synth_root)["test"]
-    d = cfg.data
     paired = paired_metrics(model, synth_root, {"A": test.A, "B": test.B},
-                            load_size=d.load_size, crop_size=d.crop_size)
+                            prep=Preprocess.of(cfg.data))
     assert paired == {k: v for k, v in report["metrics"].items() if k in paired}
     pipeline = build_pipeline(cfg)  # the trainer's data: validation through its own code
     from liss.distributed import DistEnv

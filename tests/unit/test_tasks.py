@@ -37,9 +37,15 @@ def test_rotation_stack_matches_pil_counter_clockwise_rotations() -> None:
             assert labels[4 * i + k] == k
 
 
-def test_rotation_needs_square_images() -> None:
-    with pytest.raises(ValueError, match="square"):
-        rotation_stack(torch.rand(1, 3, 8, 10))
+def test_rotation_of_non_square_images_uses_the_largest_centred_square() -> None:
+    """data.preprocess=none: the four copies of a 6x10 image are of its centred 6x6."""
+    images = torch.arange(2 * 3 * 6 * 10, dtype=torch.float32).view(2, 3, 6, 10)
+    stack, labels = rotation_stack(images)
+    assert stack.shape == (8, 3, 6, 6) and labels.tolist() == [0, 1, 2, 3] * 2
+    square = images[..., 2:8]
+    for k in range(4):
+        assert torch.equal(stack[k::4], torch.rot90(square, k, dims=(-2, -1)))
+    assert torch.equal(rotation_stack(square)[0], stack)  # square images: unchanged
 
 
 def test_permutation_table() -> None:

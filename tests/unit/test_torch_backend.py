@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from liss import config
+from liss.data.augment import Preprocess
 from liss.data.images import BadImageError, load_or_substitute
 from liss.data.pipeline import build_pipeline
 from liss.data.torch_backend import TrainDataset
@@ -43,8 +44,8 @@ def test_depth_stays_aligned_through_crop_and_flip(tmp_path: Path) -> None:
     rgb = np.stack([ramp, np.zeros_like(ramp), np.zeros_like(ramp)], -1)
     Image.fromarray(rgb).save(folder / "x.png")
     Image.fromarray(ramp).save(folder / "depths" / "x.png")
-    ds = TrainDataset([folder / "x.png"], [folder / "x.png"], load_size=48, crop_size=32,
-                      flip=True, with_depth=True)
+    ds = TrainDataset([folder / "x.png"], [folder / "x.png"],
+                      prep=Preprocess("resize_and_crop", 48, 32), flip=True, with_depth=True)
     flips = set()
     for key in range(40):
         image, depth = _load(ds, key)
