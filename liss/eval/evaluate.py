@@ -25,7 +25,6 @@ import torch
 
 from liss.config import Config
 from liss.data.augment import Preprocess
-from liss.data.batch import by_shape
 from liss.data.images import BadImageError
 from liss.data.layout import DOMAINS, Split, depth_path, load_splits
 from liss.eval import fid as fid_lib

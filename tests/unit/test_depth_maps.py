@@ -16,10 +16,12 @@ from torch import nn
 from liss.cli import main
 from liss.config import ConfigError
 from liss.data import depth_maps
+from liss.data.augment import Preprocess
 from liss.data.depth_maps import FLOOR, TMP_SUFFIX, Options, compute_depth_maps, normalise, quantise
 from liss.data.depth_model import DepthModel, DepthModelError, load_depth_model
 from liss.data.images import read_image
 from liss.data.layout import depth_path
+from liss.data.sampler import SampleRef
 from liss.data.torch_backend import TrainDataset
 from tests.depth_fixtures import (
     IMAGES,
@@ -136,9 +138,8 @@ def test_the_training_loader_reads_the_maps(tmp_path: Path) -> None:
     model = load_depth_model(export_torchscript(tmp_path / "m.pt"), "cpu")
     compute_depth_maps(tmp_path, model, OPTS, progress=False)
     trainA = [p for p in images if p.parent.name == "trainA"]
-    ds = TrainDataset(trainA, trainA, load_size=20, crop_size=16, flip=False, with_depth=True)
-    from liss.data.sampler import SampleRef
-
+    ds = TrainDataset(trainA, trainA, prep=Preprocess("resize_and_crop", 20, 16), flip=False,
+                      with_depth=True)
     _, depth, _, _ = ds[SampleRef(0, 0, 0, 1, 1)]["A"]
     assert depth.shape == (1, 16, 16)
     assert (depth[0, :, 1:] > depth[0, :, :-1]).all()  # the ramp: nearer to the right
