@@ -47,9 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local: torchrun on this machine; slurm: one submitit job array; "
                    "k8s: one Kubernetes Job per point")
     p.add_argument("--dry-run", action="store_true",
-                   help="print what would be run or submitted, and do nothing")
-    p.add_argument("--max-parallel", type=int, default=None, metavar="N",
-                   help="points running at once (default: 1 for local, all otherwise)")
+                   help="print what would be run or submitted (only that on stdout: the "
+                   "k8s manifests pipe into `kubectl apply -f -`), and do nothing")
+    p.add_argument("--max-parallel", type=_positive, default=None, metavar="N",
+                   help="points running at once (default: local, one per GPU slice, else 1; "
+                   "all otherwise)")
+    p.add_argument("--gpus-per-point", type=_positive, default=None, metavar="K",
+                   help="local: GPUs (and torchrun processes) per point, each running point "
+                   "on its own CUDA_VISIBLE_DEVICES slice (default: resources.gpus_per_node, "
+                   "else 1)")
+    _add_set(p)
     p.add_argument("--force", action="store_true",
                    help="also run finished points, from scratch (old run folders are kept, "
                    "renamed *.replaced-<time>)")
@@ -63,13 +70,31 @@ def _status_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="liss sweep status",
                                 description="where each point of a sweep stands")
     p.add_argument("spec", help="sweep spec YAML, or the name of a shipped one")
+    _add_set(p)
     return p
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="change the spec for every point: a config key (train.max_steps=50), "
+                   "or resources.KEY, slurm.KEY, k8s.KEY")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return int(text)
 
 
 def main(argv: list[str]) -> int:
     status = bool(argv) and argv[0] == "status"
-    args = (_status_parser() if status else build_parser()).parse_args(
-        argv[1:] if status else argv)
+    parser = _status_parser() if status else build_parser()
+    args = parser.parse_args(argv[1:] if status else argv)
+    if not status and args.gpus_per_point is not None:
+        if args.launcher != "local":
+            parser.error("--gpus-per-point is for --launcher local; slurm and k8s take "
+                         "--set resources.gpus_per_node=K")
+        args.set.append(f"resources.gpus_per_node={args.gpus_per_point}")
     logging.basicConfig(level=logging.WARNING, format="liss sweep: %(message)s")
     try:
         return _status(args) if status else _run(args)
@@ -95,23 +120,25 @@ def _launcher(name: str) -> ModuleType:
 
 
 def _run(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, args.set)
     points = expand(spec)
     launcher = _launcher(args.launcher)
     tracking = _Tracking(spec, points)
     finished = set() if args.force else (
         {p.name for p in points if is_finished(p)} | tracking.finished())
     todo = [p for p in points if p.name not in finished]
+    # A dry run's stdout is only what would be run or submitted; the rest goes to stderr.
+    info = sys.stderr if args.dry_run else sys.stdout
     print(f"sweep {spec.name}: {len(points)} points, {len(todo)} to run"
           + (f", {len(finished)} skipped as completed" if finished else "")
-          + f"; launcher {args.launcher}" + (" (dry run)" if args.dry_run else ""), flush=True)
+          + f"; launcher {args.launcher}" + (" (dry run)" if args.dry_run else ""), flush=True,
+          file=info)
 
     # With nothing to run, show the parent run a previous `liss sweep` made, if any.
     parent = tracking.open_parent() if todo and not args.dry_run else tracking.find_parent()
-    max_parallel = args.max_parallel or (1 if args.launcher == "local" else max(1, len(todo)))
     try:
         subs = launcher.launch(spec, todo, parent_run_id=parent, dry_run=args.dry_run,
-                               max_parallel=max_parallel, force=args.force) if todo else []
+                               max_parallel=args.max_parallel, force=args.force) if todo else []
     except LaunchError:
         if not args.dry_run:
             tracking.close_parent(parent, "FAILED")
@@ -126,8 +153,8 @@ def _run(args: argparse.Namespace) -> int:
     by_name = {s.name: s for s in subs}
     rows = [by_name.get(p.name) or Submission(p.name, SKIPPED, str(p.config.run_dir.absolute()))
             for p in points]
-    print(_table(rows))
-    print(tracking.describe(parent))
+    print(_table(rows), file=info)
+    print(tracking.describe(parent), file=info)
     return _exit_code(subs)
 
 
@@ -176,7 +203,7 @@ def _table(rows: list[Submission]) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, args.set)
     points = expand(spec)
     name, record = load_record(spec)
     current = dict(record)

@@ -3,8 +3,8 @@ where its log and run folder are.
 
 A launcher is a module `launch.<name>` with
 `launch(spec, points, *, parent_run_id, dry_run, max_parallel, force) -> list[Submission]`
-and, when it can report on what it submitted,
-`status(spec, points, submitted: dict[name, Submission]) -> dict[name, Submission]`.
+(`max_parallel` None: the launcher's own default) and, when it can report on what it
+submitted, `status(spec, points, submitted: dict[name, Submission]) -> dict[name, Submission]`.
 """
 
 from __future__ import annotations

@@ -18,8 +18,10 @@ the overlays and compares its multi-node wiring with `kubectl kustomize`.
 data_root (data.root in the pod; default /data/<last part of data.root>), tracking_uri (what
 the pods log to), nodes, gpus_per_node, nproc_per_node, cpus_per_task, mem_gb (the last five
 override `resources`), gpu_resource, shm_gb, backoff_limit, service_account, priority_class,
-node_selector, tolerations. `resources.timeout_min` is not mapped: a Job deadline would also
-cut short the retries that resume preempted runs.
+node_selector, tolerations, queue (a Kueue LocalQueue: the Jobs get its
+`kueue.x-k8s.io/queue-name` label; Kueue's webhook suspends them until it admits them). Every
+key may also come from `liss sweep --set k8s.KEY=value`. `resources.timeout_min` is not
+mapped: a Job deadline would also cut short the retries that resume preempted runs.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from launch.common import (
     LaunchError,
     Submission,
 )
-from launch.sweep import Point, SweepSpec, sweep_id, tracking_uri
+from launch.sweep import K8S_KEYS, Point, SweepSpec, sweep_id, tracking_uri
 from liss import config as config_lib
 from liss.config import ConfigError
 from liss.resources import shipped_dir
@@ -60,17 +62,19 @@ CONTAINER = "trainer"
 CONFIG_MOUNT, DATA_MOUNT, RUNS_MOUNT = "/etc/liss", "/data", "/runs"
 MLFLOW_SERVICE = "http://liss-mlflow:5000"  # k8s/components/mlflow
 SWEEP_LABEL, RUN_LABEL = "liss/sweep", "liss/run"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"  # the Kueue LocalQueue a Job is submitted to
 KUBECTL_TIMEOUT_S = 600  # `delete --wait` lets pods checkpoint (terminationGracePeriodSeconds)
 STATUS_SOURCE = "the Jobs' conditions (kubectl get jobs)"
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 log = logging.getLogger(__name__)
 
 _STR_KEYS = ("context", "namespace", "image", "image_pull_policy", "data_pvc", "runs_pvc",
-             "data_root", "tracking_uri", "gpu_resource", "service_account", "priority_class")
+             "data_root", "tracking_uri", "gpu_resource", "service_account", "priority_class",
+             "queue")
 _INT_KEYS = ("nodes", "gpus_per_node", "nproc_per_node", "cpus_per_task", "backoff_limit")
 _NUM_KEYS = ("mem_gb", "shm_gb")
-K8S_KEYS = {*_STR_KEYS, *_INT_KEYS, *_NUM_KEYS, "node_selector", "tolerations"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class Settings:
     backoff_limit: int | None = None
     service_account: str = ""
     priority_class: str = ""
+    queue: str = ""  # Kueue LocalQueue: the Jobs get its label
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict[str, Any]] = field(default_factory=list)
 
@@ -122,6 +127,9 @@ def settings(spec: SweepSpec) -> Settings:
             raise ConfigError(f"{where}.{key}", value, "must be a non-negative " + (
                 "integer" if number is int else "number"))
         values[key] = value
+    if "queue" in values and (len(values["queue"]) > 63 or not DNS_1123.match(values["queue"])):
+        raise ConfigError("sweep.k8s.queue", values["queue"], "must be a Kueue LocalQueue name "
+                          "(lowercase letters, digits and '-', at most 63 characters)")
     if values.get("nodes", 1) < 1:
         where = "sweep.k8s" if "nodes" in k8s else "sweep.resources"
         raise ConfigError(f"{where}.nodes", values["nodes"], "must be at least 1")
@@ -222,6 +230,12 @@ def render(spec: SweepSpec, point: Point, s: Settings, *, parent_run_id: str | N
     job = _load(JOB_FILE)
     job["metadata"] = {"name": name, **namespace, "labels": dict(meta_labels)}
     spec_ = job["spec"]
+    if s.queue:
+        # Kueue's webhook suspends a Job with this label on creation and unsuspends it on
+        # admission. `suspend: true` is left out on purpose: `kubectl apply` sets every field
+        # whose value differs from the live object, so re-applying it would suspend an
+        # admitted Job again (and delete its pods).
+        job["metadata"]["labels"][QUEUE_LABEL] = s.queue
     spec_["completions"] = spec_["parallelism"] = s.nodes
     if s.backoff_limit is not None:
         spec_["backoffLimit"] = s.backoff_limit
@@ -350,7 +364,7 @@ def job_state(job: Mapping[str, Any]) -> str:
 
 
 def launch(spec: SweepSpec, points: list[Point], *, parent_run_id: str | None, dry_run: bool,
-           max_parallel: int, force: bool) -> list[Submission]:
+           max_parallel: int | None, force: bool) -> list[Submission]:
     """Render every point (all validated before anything is applied), then `kubectl apply`.
 
     A point whose Job exists is left alone (`apply` of the same Job is a no-op), unless that
@@ -358,7 +372,7 @@ def launch(spec: SweepSpec, points: list[Point], *, parent_run_id: str | None, d
     `force` deletes and recreates every point's Job, and the new pods set the old run folder
     aside (renamed *.replaced-<time> on the runs PVC) so each point starts from scratch.
     `max_parallel` is not used: Kubernetes starts every Job once the cluster has room; cap
-    concurrency with a ResourceQuota or a queue such as Kueue on the namespace.
+    concurrency with a ResourceQuota, or a Kueue queue (`k8s.queue`).
     """
     del max_parallel
     s = settings(spec)

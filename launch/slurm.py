@@ -16,14 +16,22 @@ SIGUSR2 blocked, and the wrapper is the one that tells it to stop, with SIGUSR1,
   same job; submitit then requeues it (`scontrol requeue`) and the requeued job resumes
   from the run folder (`train.resume=auto`).
 Other ranks stop with rank 0: the trainer all-reduces the preemption flag every step.
+
+Shared paths. A job runs on a compute node with this machine's python, working directory,
+base config, data roots, run folders (submitit's folder is inside them) and SQLite store, at
+the same paths. `check_shared_paths` refuses, before anything is submitted, any of them under a
+node-local temporary folder (/tmp, /var/tmp, /dev/shm, $TMPDIR), unless every node SLURM
+lists is this machine, or the spec says `slurm.allow_local_paths: true`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -42,7 +50,8 @@ from launch.common import (
     set_aside,
     trainer_args,
 )
-from launch.sweep import Point, SweepSpec, sweep_dir
+from launch.sweep import Point, SweepSpec, sweep_dir, tracking_uri
+from liss.config import ConfigError
 from liss.train.signals import EXIT_PREEMPTED
 
 JOB_FOLDER = "slurm/%j"  # submitit's folder for pickles and wrapper logs, in the sweep folder
@@ -51,6 +60,8 @@ BLOCKED = {signal.SIGTERM, signal.SIGUSR2}  # what SLURM sends the whole step
 STATUS_SOURCE = ("squeue for jobs SLURM still lists, else submitit's result file and the "
                  "run folder (sacct is not used)")
 POLL_S = 0.5
+NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm")  # and $TMPDIR: each node has its own
+SINFO_TIMEOUT_S = 30
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +95,93 @@ def executor_parameters(spec: SweepSpec, max_parallel: int) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
+# --------------------------------------------------------------------------- shared paths
+
+
+def shared_paths(spec: SweepSpec, points: list[Point]) -> list[tuple[str, Path]]:
+    """(what, path) for everything a job reads or writes at this machine's paths."""
+    found = [("python (the venv jobs run)", Path(sys.executable)),
+             ("working directory", Path.cwd()),
+             ("run.dir (with submitit's slurm/ folder)", sweep_dir(spec))]
+    if spec.base is not None:
+        found.append(("base config", spec.base))
+    uri = tracking_uri(spec)
+    store = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if store is not None and sweep_dir(spec).absolute() not in store.absolute().parents:
+        found.append(("tracking.uri", store))
+    for point in points:
+        found.append((f"data.root (point {point.name})", Path(point.config.data.root)))
+    out: dict[Path, str] = {}
+    for what, path in found:
+        out.setdefault(path.absolute(), what)
+    return [(what, path) for path, what in out.items()]
+
+
+def node_local_root(path: Path) -> str | None:
+    """The node-local folder (/tmp, ...) `path` is in, as given or through symlinks."""
+    roots = [*NODE_LOCAL, *filter(None, [os.environ.get("TMPDIR")])]
+    for candidate in {path.absolute(), path.resolve()}:
+        for root in roots:
+            if any(candidate == r or r in candidate.parents
+                   for r in {Path(root), Path(root).resolve()}):
+                return root
+    return None
+
+
+def _is_this_host(name: str) -> bool:
+    if name in {"localhost", socket.gethostname(), socket.getfqdn()}:
+        return True
+    try:
+        addresses = {a[4][0] for a in socket.getaddrinfo(name, None)}
+        own = set(socket.gethostbyname_ex(socket.gethostname())[2])
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback
+                                   or a in own for a in addresses)
+
+
+def cluster_is_this_host(partition: str | None) -> bool:
+    """Whether every node `sinfo` lists (in `partition`, if one is set) is this machine, by
+    its NodeHostName or NodeAddr; False when sinfo cannot tell."""
+    cmd = ["sinfo", "--noheader", "--Node", "--format=%n|%o",
+           *([f"--partition={partition}"] if partition else [])]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=SINFO_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    nodes = [line.split("|") for line in done.stdout.split()]
+    return done.returncode == 0 and bool(nodes) and all(
+        any(_is_this_host(n) for n in node) for node in nodes)
+
+
+def check_shared_paths(spec: SweepSpec, points: list[Point]) -> None:
+    """Refuse (ConfigError, nothing submitted) a path under a node-local folder when the jobs
+    may run on another node: its files would not be there, or would be lost with the node."""
+    allow = spec.slurm.get("allow_local_paths", False)
+    if not isinstance(allow, bool):
+        raise ConfigError("sweep.slurm.allow_local_paths", allow, "must be true or false")
+    if allow:
+        return
+    local = [(what, path, root) for what, path in shared_paths(spec, points)
+             if (root := node_local_root(path)) is not None]
+    if not local or cluster_is_this_host(spec.slurm.get("partition")):
+        return
+    what, path, root = local[0]
+    more = f" (and {len(local) - 1} more)" if len(local) > 1 else ""
+    raise ConfigError(what, str(path), f"is under {root}, which is local to each node, and the "
+                      f"jobs may run on other nodes{more}: put it on a file system every node "
+                      "mounts at the same path, or set slurm.allow_local_paths=true (e.g. --set "
+                      "slurm.allow_local_paths=true) if they all see it")
+
+
+# --------------------------------------------------------------------------- launcher
+
+
 def launch(spec: SweepSpec, points: list[Point], *, parent_run_id: str | None,
-           dry_run: bool, max_parallel: int, force: bool) -> list[Submission]:
+           dry_run: bool, max_parallel: int | None, force: bool) -> list[Submission]:
     """Submit the points as one job array; returns at once with the job ids."""
-    params = executor_parameters(spec, max(1, max_parallel))
+    check_shared_paths(spec, points)
+    params = executor_parameters(spec, max(1, max_parallel or len(points)))
     folder = (sweep_dir(spec) / JOB_FOLDER).absolute()
     env = child_env(spec, parent_run_id)
     stop_timeout = max(10, int(spec.slurm.get("signal_delay_s", 90)) - 20)

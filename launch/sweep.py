@@ -1,7 +1,7 @@
 """Sweep specs: a base config, fixed overrides, and axes whose product defines the runs.
 
 ```yaml
-name: schedules                      # sweep name: prefix of run names, MLflow parent run
+name: schedules                      # prefix of run names, MLflow parent run (default: file stem)
 base: ../quickstart.yaml             # base config, relative to this file
 overrides: {train.max_steps: 300}    # applied to every point
 axes:                                # cartesian product, in this order
@@ -26,6 +26,8 @@ spec's `tracking_uri`, else the base config's `tracking.uri`, else `$MLFLOW_TRAC
 else `sqlite:///<run.dir>/<name>/mlflow.db`), so the MLflow compare view sees them side by
 side. The sweep sets those keys (and `train.resume=auto`, so a requeued point continues)
 in every point's overrides; axes and points may not set them.
+
+`liss sweep SPEC --set key=value ...` changes the spec for one invocation (see `with_sets`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import hashlib
 import itertools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,14 @@ MAX_NAME = 52  # leaves room for k8s suffixes within the 63-char DNS label limit
 RESOURCE_KEYS = {"nodes", "nproc_per_node", "gpus_per_node", "cpus_per_task", "mem_gb",
                  "timeout_min"}
 SLURM_KEYS = {"partition", "account", "qos", "constraint", "additional_parameters", "setup",
-              "signal_delay_s", "max_num_timeout"}
+              "signal_delay_s", "max_num_timeout", "allow_local_paths"}
+# Kubernetes settings (launch/k8s.py: one field of k8s.Settings each).
+K8S_KEYS = {"context", "namespace", "image", "image_pull_policy", "data_pvc", "runs_pvc",
+            "data_root", "tracking_uri", "gpu_resource", "service_account", "priority_class",
+            "queue", "nodes", "gpus_per_node", "nproc_per_node", "cpus_per_task",
+            "backoff_limit", "mem_gb", "shm_gb", "node_selector", "tolerations"}
+# The spec sections `--set <section>.<key>=value` reaches; any other key is a config key.
+SET_SECTIONS = {"resources": RESOURCE_KEYS, "slurm": SLURM_KEYS, "k8s": K8S_KEYS}
 # Set by the sweep for every point; a spec may not set them.
 SWEEP_KEYS = ("run.name", "train.resume", "tracking.parent_run_id", "tracking.sweep_id")
 # Shared by all points (one folder, one MLflow store): fixed `overrides` only.
@@ -99,8 +108,9 @@ def slug(text: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", str(text).lower())).strip("-")
 
 
-def load_spec(ref: str | Path) -> SweepSpec:
-    """A sweep spec by path, or by the name of a shipped one (`liss config list`)."""
+def load_spec(ref: str | Path, sets: Sequence[str] = ()) -> SweepSpec:
+    """A validated sweep spec by path, or by the name of a shipped one (`liss config list`);
+    `sets` are `--set key=value` changes (see `with_sets`)."""
     path = config_lib.resolve_file(ref, shipped_sweeps, "sweep", "sweep spec not found",
                                    "sweep spec")
     data = yaml.safe_load(path.read_text()) or {}
@@ -110,8 +120,14 @@ def load_spec(ref: str | Path) -> SweepSpec:
     if unknown:
         raise ConfigError(f"sweep.{unknown[0]}", data[unknown[0]],
                           f"unknown sweep key; known: {', '.join(sorted(SPEC_KEYS))}")
-    if not data.get("name") or slug(data["name"]) != data["name"]:
-        raise ConfigError("sweep.name", data.get("name"),
+    data = with_sets(data, sets)
+    if data.get("name") is None:
+        data["name"] = path.stem
+        if slug(path.stem) != path.stem:
+            raise ConfigError("sweep.name", None, f"not given, and the file name {path.name!r} "
+                              "cannot be one (lowercase letters, digits and '-'): set name:")
+    if not data["name"] or slug(data["name"]) != data["name"]:
+        raise ConfigError("sweep.name", data["name"],
                           "must be lowercase letters, digits and '-'")
     base = data.get("base")
     overrides = _mapping(data, "overrides")
@@ -126,8 +142,9 @@ def load_spec(ref: str | Path) -> SweepSpec:
         _check_keys(f"sweep.points[{i}]", entry, SWEEP_KEYS + SHARED_KEYS)
     resources = _mapping(data, "resources")
     _check_resources(resources)
-    slurm = _mapping(data, "slurm")
+    slurm, k8s = _mapping(data, "slurm"), _mapping(data, "k8s")
     _check_known("sweep.slurm", slurm, SLURM_KEYS)
+    _check_known("sweep.k8s", k8s, K8S_KEYS)
     return SweepSpec(
         name=data["name"],
         base=(path.parent / base).resolve() if base else None,
@@ -137,10 +154,45 @@ def load_spec(ref: str | Path) -> SweepSpec:
         exclude=exclude,
         resources=resources,
         slurm=slurm,
-        k8s=_mapping(data, "k8s"),
+        k8s=k8s,
         tracking_uri=str(data.get("tracking_uri") or ""),
         source=path.resolve(),
     )
+
+
+def with_sets(data: Mapping[str, Any], sets: Sequence[str]) -> dict[str, Any]:
+    """A spec's data with `--set key=value` entries applied, for every point: `resources.KEY`,
+    `slurm.KEY` and `k8s.KEY` set that section's key; any other key is a config key, set like
+    `overrides` (after them). A key the axes or points vary, or one the sweep sets itself
+    (`run.name`...), is refused: it cannot be one value for every point."""
+    data = dict(data)
+    varied = set(_mapping(data, "axes")).union(*_mappings(data, "points"))
+    for text in sets:
+        key, sep, _ = text.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--set", text, "is written key=value, e.g. "
+                              "train.max_steps=50 or slurm.partition=gpu")
+        key, value = config_lib.parse_override(text)
+        where = f"--set {key}"
+        section, _, leaf = key.partition(".")
+        if section in SET_SECTIONS:
+            _check_known(f"--set {section}", {leaf: value}, SET_SECTIONS[section])
+            if section == "resources":
+                _check_resources({leaf: value}, "--set resources")
+            data[section] = {**_mapping(data, section), leaf: value}
+            continue
+        if key in SWEEP_KEYS:
+            raise ConfigError(where, value, "set by the sweep for every point")
+        if key in varied:
+            raise ConfigError(where, value, "the sweep's axes or points vary it, so it cannot "
+                              "be one value for every point")
+        try:
+            config_lib.from_dict({key: value})  # the key exists and the value has its type
+        except ConfigError as e:
+            raise ConfigError(where, value, f"{e.allowed} (--set takes a config key, or "
+                              f"{', '.join(f'{s}.KEY' for s in SET_SECTIONS)})") from None
+        data["overrides"] = {**_mapping(data, "overrides"), key: value}
+    return data
 
 
 def _mapping(data: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -172,12 +224,12 @@ def _check_known(where: str, entry: Mapping[str, Any], known: set[str]) -> None:
                           f"unknown key; known: {', '.join(sorted(known))}")
 
 
-def _check_resources(resources: Mapping[str, Any]) -> None:
-    _check_known("sweep.resources", resources, RESOURCE_KEYS)
+def _check_resources(resources: Mapping[str, Any], where: str = "sweep.resources") -> None:
+    _check_known(where, resources, RESOURCE_KEYS)
     for key, value in resources.items():
         number = int | float if key == "mem_gb" else int
         if isinstance(value, bool) or not isinstance(value, number) or value < 0:
-            raise ConfigError(f"sweep.resources.{key}", value,
+            raise ConfigError(f"{where}.{key}", value,
                               "must be a non-negative " + ("number" if key == "mem_gb"
                                                            else "integer"))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,11 +23,19 @@ import yaml
 
 from launch import k8s
 from launch.common import PARENT_RUN_ENV, SWEEP_ID_ENV, LaunchError
-from launch.sweep import expand
+from launch.sweep import expand, load_spec
 from liss import config as config_lib
-from tests.k8s_checks import ROOT, check_all, check_job, env_of, make_spec, rendered
+from tests.k8s_checks import (
+    ROOT,
+    check_all,
+    check_job,
+    check_secure_pod,
+    env_of,
+    make_spec,
+    rendered,
+)
 
-OVERLAYS = ("single-node", "multi-node", "mlflow")
+OVERLAYS = ("single-node", "multi-node", "mlflow", "data-loader")
 
 
 # --------------------------------------------------------------------------- kustomize
@@ -42,14 +51,35 @@ def kustomize(path: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
+def claims(pod: dict[str, Any]) -> dict[str, str]:
+    """Mount path -> the PersistentVolumeClaim mounted there."""
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    return {m["mountPath"]: volumes[m["name"]]["persistentVolumeClaim"]["claimName"]
+            for c in pod["containers"] for m in c["volumeMounts"]
+            if "persistentVolumeClaim" in volumes[m["name"]]}
+
+
+DEFAULT_CLAIMS = {k8s.DATA_MOUNT: k8s.Settings().data_pvc, k8s.RUNS_MOUNT: k8s.Settings().runs_pvc}
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_renders_valid_manifests(overlay: str) -> None:
     objects = check_all(kustomize(f"overlays/{overlay}"))
     jobs = [o for o in objects.values() if o["kind"] == "Job"]
+    pvcs = {name for kind, name in objects if kind == "PersistentVolumeClaim"}
+    if overlay == "data-loader":  # fills the data claim, which the base creates
+        (pod,) = objects.values()
+        check_secure_pod(pod["spec"])
+        assert claims(pod["spec"]) == {k8s.DATA_MOUNT: DEFAULT_CLAIMS[k8s.DATA_MOUNT]}
+        assert not pod["spec"]["containers"][0]["volumeMounts"][0].get("readOnly")
+        return
+    assert set(DEFAULT_CLAIMS.values()) <= pvcs, "the claims a sweep's Jobs mount"
     if overlay == "mlflow":
         assert not jobs
         return
     (job,) = jobs
+    mounted = claims(job["spec"]["template"]["spec"])
+    assert mounted == DEFAULT_CLAIMS and set(mounted.values()) <= pvcs
     nodes = check_job(job, objects)
     assert nodes == (2 if overlay == "multi-node" else 1)
     env = env_of(job["spec"]["template"]["spec"]["containers"][0])
@@ -195,6 +225,33 @@ def test_stub_kubectl_errors_are_reported(tmp_path: Path, kubectl_stub, monkeypa
     with pytest.raises(LaunchError, match="kubectl is not on PATH"):
         k8s.launch(spec, expand(spec), parent_run_id=None, dry_run=False, max_parallel=1,
                    force=False)
+
+
+def test_dry_run_pipes_into_kubectl_apply(tmp_path: Path, kubectl_stub) -> None:
+    """`liss sweep SPEC --launcher k8s --dry-run | kubectl apply -f -`: stdout is the
+    manifests and nothing else, so every object reaches kubectl; the rest is on stderr."""
+    calls, _ = kubectl_stub
+    spec = make_spec(tmp_path, nodes=2, namespace="ml")
+    sweep = shlex.join([sys.executable, "-m", "liss", "sweep", str(spec.source),
+                        "--launcher", "k8s", "--dry-run", "--set", "k8s.queue=team-a"])
+    done = subprocess.run(f"set -o pipefail; {sweep} 2>{tmp_path / 'err'} | kubectl apply -f -",
+                          shell=True, executable="/bin/bash", capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    err = (tmp_path / "err").read_text()
+    assert done.returncode == 0, done.stdout + done.stderr + err
+    (apply,) = calls()
+    assert apply["argv"] == ["apply", "-f", "-"]
+    docs = list(yaml.safe_load_all(apply["stdin"]))
+    assert all(d and d.get("apiVersion") and d.get("kind") for d in docs), "only objects"
+    objects = check_all(docs)
+    queued = load_spec(spec.source, ["k8s.queue=team-a"])
+    assert set(objects) == {(d["kind"], d["metadata"]["name"])
+                            for d in rendered(queued, parent=None)}
+    assert [kind for kind, _ in objects] == ["ConfigMap", "Service", "Job"] * 2
+    assert {o["metadata"]["labels"].get(k8s.QUEUE_LABEL) for (kind, _), o in objects.items()
+            if kind == "Job"} == {"team-a"}
+    assert "sweep k8s-test: 2 points, 2 to run; launcher k8s (dry run)" in err
+    assert "MLflow:" in err
 
 
 def test_stub_kubectl_status_reads_job_conditions(tmp_path: Path, kubectl_stub) -> None:

@@ -96,13 +96,48 @@ def wait_for(what: str, test, timeout: float = 240, poll: float = 0.3):
 def test_dry_run_submits_nothing(tmp_path: Path, synth20: Path) -> None:
     spec = tiny_spec(tmp_path, synth20, name="dry", axes={"run.seed": [0, 1]},
                      resources={**RESOURCES, "nproc_per_node": 2})
-    done = sweep(str(spec), "--launcher", "slurm", "--dry-run", "--max-parallel", "1")
+    done = sweep(str(spec), "--launcher", "slurm", "--dry-run", "--max-parallel", "1",
+                 "--set", "slurm.allow_local_paths=true")  # its folders are under /tmp
     assert done.returncode == 0, done.stdout + done.stderr
     assert (f"[dry-run] sbatch job array of 2 in {tmp_path}/runs/dry/slurm/%j: name=liss-dry "
             "nodes=1 tasks_per_node=2 cpus_per_task=1 mem_gb=1 timeout_min=30 "
             "slurm_array_parallelism=1") in done.stdout
     assert " -m liss train " in done.stdout and "run.name=dry-s1 >> " in done.stdout
     assert not (tmp_path / "runs").exists()
+
+
+SINFO = """#!/bin/sh
+# A stand-in for sinfo: the cluster's nodes as `NodeHostName|NodeAddr`
+printf '%s\\n' {nodes}
+"""
+
+
+@pytest.mark.parametrize(("nodes", "refused"), [
+    (["node7|10.1.2.3"], True),
+    (["localhost|127.0.0.1", "node7|10.1.2.3"], True),
+    (["localhost|127.0.0.1"], False),  # the test cluster: this host is the only node
+    ([], True),  # sinfo cannot tell
+])
+def test_node_local_paths_are_refused_unless_the_cluster_is_this_host(
+        tmp_path: Path, synth20: Path, monkeypatch: pytest.MonkeyPatch, nodes: list[str],
+        refused: bool) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "sinfo").write_text(SINFO.format(nodes=" ".join(f"'{n}'" for n in nodes)))
+    (bindir / "sinfo").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    spec = tiny_spec(tmp_path, synth20, name="where", resources=RESOURCES)
+    done = sweep(str(spec), "--launcher", "slurm", "--dry-run")
+    if not refused:
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "[dry-run] sbatch job array of 1" in done.stdout
+        return
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = [e for e in done.stderr.splitlines() if e.startswith("liss sweep:")]
+    assert line.startswith("liss sweep: config error: run.dir (with submitit's slurm/ folder)="
+                           f"'{tmp_path / 'runs' / 'where'}': is under /tmp, which is local to "
+                           "each node, and the jobs may run on other nodes (and 1 more)")
+    assert "[dry-run]" not in done.stdout
 
 
 # --------------------------------------------------------------------------- on the cluster

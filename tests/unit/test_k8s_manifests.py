@@ -5,6 +5,7 @@ config with pod paths, cluster settings, refused settings and names, a dry run, 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import yaml
 
 from launch import k8s
 from launch.common import PARENT_RUN_ENV, SWEEP_ID_ENV
-from launch.sweep import expand, load_spec
+from launch.sweep import K8S_KEYS, expand, load_spec
 from liss import config as config_lib
 from liss.config import ConfigError
 from tests.k8s_checks import ROOT, check_all, check_job, env_of, make_spec, rendered
@@ -110,6 +111,31 @@ def test_bad_settings_are_refused_before_anything_is_rendered(tmp_path: Path) ->
         k8s.settings(make_spec(tmp_path, gpus_per_node="two"))
     with pytest.raises(ConfigError, match=r"sweep\.k8s\.tolerations"):
         k8s.settings(make_spec(tmp_path, tolerations={"key": "x"}))
+
+
+def test_every_spec_key_is_a_setting() -> None:
+    assert {f.name for f in dataclasses.fields(k8s.Settings)} == K8S_KEYS
+
+
+def test_a_kueue_queue_labels_the_jobs(tmp_path: Path) -> None:
+    plain = [d for d in rendered(make_spec(tmp_path)) if d["kind"] == "Job"]
+    assert all("suspend" not in j["spec"] and k8s.QUEUE_LABEL not in j["metadata"]["labels"]
+               for j in plain)
+    spec = make_spec(tmp_path, nodes=2)
+    spec = load_spec(spec.source, ["k8s.queue=team-a"])  # as `liss sweep --set` gives it
+    docs = rendered(spec)
+    check_all(docs)
+    jobs = [d for d in docs if d["kind"] == "Job"]
+    assert len(jobs) == 2
+    for job in jobs:
+        assert job["metadata"]["labels"][k8s.QUEUE_LABEL] == "team-a"
+        assert k8s.QUEUE_LABEL not in job["spec"]["template"]["metadata"]["labels"]
+        # Kueue's webhook suspends it; a `suspend: true` here would suspend it again, after
+        # admission, at the next `kubectl apply`
+        assert "suspend" not in job["spec"]
+    for bad in ("Team_A", "q" * 64, ""):
+        with pytest.raises(ConfigError, match=r"sweep\.k8s\.queue"):
+            k8s.settings(make_spec(tmp_path, queue=bad))
 
 
 def test_a_name_kubernetes_cannot_take_is_refused(tmp_path: Path) -> None:

@@ -54,6 +54,19 @@ def test_spec_errors_name_the_key(tmp_path: Path, fields: dict, key: str, says: 
     assert says in str(err)
 
 
+def test_name_defaults_to_the_file_stem(tmp_path: Path) -> None:
+    path = write_spec(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    del data["name"]
+    (tmp_path / "my-ablation.yaml").write_text(yaml.safe_dump(data))
+    spec = load_spec(tmp_path / "my-ablation.yaml")
+    assert spec.name == "my-ablation" and sweep_dir(spec) == tmp_path / "runs" / "my-ablation"
+    (tmp_path / "My_Ablation.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"^sweep\.name=None: not given, and the file name "
+                                          r"'My_Ablation\.yaml' cannot be one"):
+        load_spec(tmp_path / "My_Ablation.yaml")
+
+
 def test_missing_spec_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="sweep spec not found"):
         load_spec(tmp_path / "nope.yaml")
@@ -63,6 +76,75 @@ def test_bad_fixed_override_names_it(tmp_path: Path) -> None:
     err = load_error(tmp_path, overrides={"train.max_stepz": 3})
     assert err.key == "sweep overrides: train.max_stepz"
     assert "did you mean train.max_steps" in str(err)
+
+
+# --------------------------------------------------------------------------- --set
+
+
+def test_set_reaches_every_point_and_every_section(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, axes={"run.seed": [0, 1]},
+                      points=[{"run.seed": 5, "optim.lr": 0.001}],
+                      overrides={"run.dir": str(tmp_path / "runs"), "train.max_steps": 5},
+                      resources={"nodes": 1, "mem_gb": 8}, slurm={"partition": "cpu"})
+    spec = load_spec(path, ["train.max_steps=7", "data.root=/shared/h2z",
+                            "run.dir=" + str(tmp_path / "elsewhere"), "resources.mem_gb=16",
+                            "resources.gpus_per_node=2", "slurm.partition=gpu",
+                            "slurm.additional_parameters={exclusive: true}",
+                            "k8s.queue=team-a", "k8s.image=reg/liss:1"])
+    assert spec.resources == {"nodes": 1, "mem_gb": 16, "gpus_per_node": 2}
+    assert spec.slurm == {"partition": "gpu", "additional_parameters": {"exclusive": True}}
+    assert spec.k8s == {"queue": "team-a", "image": "reg/liss:1"}
+    points = expand(spec)
+    assert len(points) == 3
+    for p in points:
+        assert p.config.train.max_steps == 7 and p.config.data.root == "/shared/h2z"
+        assert p.config.run_dir.parent == tmp_path / "elsewhere" / "sw"
+        assert "train.max_steps=7" in p.override_args()
+    assert points[-1].config.optim.lr == 0.001, "what a point sets and --set does not: kept"
+    assert load_spec(path).resources == {"nodes": 1, "mem_gb": 8}, "the file is unchanged"
+
+
+@pytest.mark.parametrize(("sets", "key", "says"), [
+    (["train.max_stepz=3"], "--set train.max_stepz", "did you mean train.max_steps"),
+    (["train.max_steps=many"], "--set train.max_steps", "must be an integer"),
+    (["foo=1"], "--set foo", "--set takes a config key, or resources.KEY, slurm.KEY, k8s.KEY"),
+    (["resources.gpu_per_node=1"], "--set resources.gpu_per_node", "unknown key"),
+    (["resources.nodes=two"], "--set resources.nodes", "non-negative integer"),
+    (["slurm.partitions=gpu"], "--set slurm.partitions", "unknown key"),
+    (["k8s.queues=a"], "--set k8s.queues", "unknown key; known: "),
+    (["run.seed=3"], "--set run.seed", "axes or points vary it"),
+    (["optim.lr=0.1"], "--set optim.lr", "axes or points vary it"),
+    (["run.name=x"], "--set run.name", "set by the sweep"),
+    (["train.max_steps"], "--set", "is written key=value"),
+])
+def test_set_errors_name_the_key(tmp_path: Path, sets: list[str], key: str, says: str) -> None:
+    path = write_spec(tmp_path, axes={"run.seed": [0, 1]}, points=[{"optim.lr": 0.01}])
+    with pytest.raises(ConfigError) as info:
+        expand(load_spec(path, sets))
+    assert info.value.key == key
+    assert says in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_set_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # CPU points: nproc from resources
+    spec = write_spec(tmp_path, axes={"run.seed": [0, 1]})
+    assert sweep_main([str(spec), "--launcher", "local", "--dry-run", "--set",
+                       "train.max_steps=9", "data.batch_size=3", "--set",
+                       "resources.nproc_per_node=2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.startswith("[dry-run] sw-s") for line in lines)
+    assert all("--nproc_per_node=2" in line and " train.max_steps=9 data.batch_size=3 " in line
+               for line in lines)
+    assert sweep_main([str(spec), "--launcher", "local", "--set", "train.max_stepz=9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("liss sweep: config error: --set train.max_stepz=9: unknown key")
+    assert len(err.splitlines()) == 1
+    with pytest.raises(SystemExit) as code:
+        sweep_main([str(spec), "--launcher", "slurm", "--gpus-per-point", "2"])
+    assert code.value.code == 2
+    assert "--gpus-per-point is for --launcher local" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- expansion
