@@ -29,6 +29,7 @@ from torch import Tensor
 from liss import checkpoint
 from liss.config import Config, ConfigError
 from liss.data.augment import center_params
+from liss.data.batch import by_shape
 from liss.data.layout import DOMAINS
 from liss.data.pipeline import InputPipeline
 from liss.data.torch_backend import load_sample
@@ -80,14 +81,13 @@ class InTrainingEval:
         return metrics
 
     def crops(self, d: str, batch_size: int) -> Iterator[Tensor]:
-        """Domain d's validation images as validation sees them (resized, centre-cropped),
-        in [-1, 1], in torch-fidelity's reading order."""
-        c = self.cfg.data
-        params = center_params(c.load_size, c.crop_size)
+        """Domain d's validation images as validation sees them (data.preprocess, centre
+        crops), in [-1, 1], in torch-fidelity's reading order; each batch of one size."""
         files = fid_lib.protocol_order(self.files[d])
         for i in range(0, len(files), batch_size):
-            yield torch.stack([load_sample(f, False, c.load_size, c.crop_size, params)[0]
-                               for f in files[i:i + batch_size]])
+            images = [load_sample(f, False, self.prep, center_params)[0]
+                      for f in files[i:i + batch_size]]
+            yield from map(torch.stack, by_shape(images, [x.shape for x in images]))
 
     @torch.no_grad()
     def fid_metrics(self, model: LissModel, batch_size: int) -> dict[str, float]:
