@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from liss import resources
+from liss.nn.sizes import STRIDE, min_discriminator_input
 from liss.taskspec import AUTO, TASK_NAMES, auto_tasks, specs_of
 
 
@@ -526,6 +527,16 @@ def validate(cfg: Config) -> None:
     if d.crop_size < 16:
         raise ConfigError("data.crop_size", d.crop_size, "must be >= 16 (two stride-2 "
                           "downsamplings and a 3x3 jigsaw grid)")
+    if d.crop_size % STRIDE:
+        raise ConfigError("data.crop_size", d.crop_size, f"must be a multiple of {STRIDE} (the "
+                          "generator's stride: its output would not match its input's size)")
+    m = cfg.model
+    smallest = min_discriminator_input(m.n_layers_D, instance_norm=m.norm == "instance",
+                                       rotation_head=m.D_rotation)
+    if d.crop_size < smallest:
+        raise ConfigError("data.crop_size", d.crop_size, f"must be >= {smallest} for a "
+                          f"discriminator of model.n_layers_D={m.n_layers_D} with "
+                          f"model.norm={m.norm} (its last maps would be a single pixel)")
     tasks = cfg.tasks.auxiliary_tasks
     if len(set(tasks)) != len(tasks):
         raise ConfigError("tasks.auxiliary_tasks", tasks, "lists a task twice")

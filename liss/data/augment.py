@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from liss import rng
 from liss.config import DataConfig
-from liss.nn.generator import STRIDE
+from liss.nn.sizes import STRIDE
 
 STREAM_Y, STREAM_X, STREAM_FLIP = 11, 12, 13
 Size = tuple[int, int]  # (height, width)

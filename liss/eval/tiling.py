@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from liss.nn.generator import STRIDE
+from liss.nn.sizes import STRIDE
 
 MIN_SIDE = 8  # a 2x2 bottleneck
 

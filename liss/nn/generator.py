@@ -11,11 +11,6 @@ from torch import Tensor, nn
 
 from liss.nn.blocks import ResnetBlock, conv_bias, norm_factory
 
-DOWNSAMPLINGS = 2  # stride-2 convolutions in the Encoder (and transposed ones in ImageHead)
-# A generator's output has its input's size only when both sides are multiples of STRIDE:
-# data.preprocess=none crops images to them, liss translate pads to them.
-STRIDE = 2**DOWNSAMPLINGS
-
 
 class Encoder(nn.Module):
     """pad3-conv7, two stride-2 convs, ResNet blocks: [N,3,H,W] -> [N,4·ngf,H/4,W/4]."""
@@ -26,7 +21,7 @@ class Encoder(nn.Module):
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7, bias=bias), make_norm(ngf), nn.ReLU(True)
         ]
-        for mult in (1, 2):  # the DOWNSAMPLINGS
+        for mult in (1, 2):  # sizes.DOWNSAMPLINGS
             layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=bias),
                        make_norm(ngf * mult * 2), nn.ReLU(True)]
         layers += [ResnetBlock(ngf * 4, norm, dropout) for _ in range(n_blocks)]

@@ -20,7 +20,8 @@ from liss.data.augment import Geometry, Preprocess, center_params, train_params
 from liss.data.images import BadImageError, image_size
 from liss.data.pipeline import build_pipeline
 from liss.data.torch_backend import load_sample
-from liss.nn.generator import STRIDE, Encoder, ImageHead
+from liss.nn.generator import Encoder, ImageHead
+from liss.nn.sizes import STRIDE
 
 W, H = 400, 300
 # mode -> {(load, crop): (training crop, validation crop)}, (h, w): the table of docs/data.md
