@@ -23,9 +23,9 @@ def list_images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     with os.scandir(folder) as entries:
-        return sorted(folder / e.name for e in entries if e.is_file()
-                      and Path(e.name).suffix.lower() in IMAGE_EXTENSIONS
-                      and not e.name.startswith("."))
+        names = sorted(e.name for e in entries if e.is_file() and not e.name.startswith(".")
+                       and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS)
+    return [folder / name for name in names]  # names sort as their paths would, faster
 
 
 def depth_stems(folder: Path) -> set[str]:
