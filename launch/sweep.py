@@ -44,7 +44,7 @@ import yaml
 
 from liss import config as config_lib
 from liss.config import Config, ConfigError
-from liss.store import configured_uri, folder_uri, has_own_store, project_uri
+from liss.store import configured_uri, has_store, store_uri
 from liss.train.optim import optimizer_class
 
 SPEC_KEYS = {"name", "base", "overrides", "axes", "points", "exclude", "resources", "slurm",
@@ -202,9 +202,9 @@ def tracking_uri(spec: SweepSpec) -> str:
     configured = spec.tracking_uri or configured_uri(base_config(spec))
     if configured:
         return configured
-    if has_own_store(sweep_dir(spec)):  # started by an earlier version: continue it there
-        return folder_uri(sweep_dir(spec))
-    return project_uri(Path(base_config(spec).run.dir))
+    if has_store(sweep_dir(spec)):  # started by an earlier version: continue it there
+        return store_uri(sweep_dir(spec))
+    return store_uri(Path(base_config(spec).run.dir))
 
 
 def sweep_id(spec: SweepSpec) -> str:

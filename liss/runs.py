@@ -18,12 +18,12 @@ from liss import config as config_lib
 from liss.config import ConfigError
 from liss.store import (
     STORE_FILE,
-    folder_uri,
-    has_own_store,
+    has_store,
     open_client,
     resolve_uri,
     sqlite_path,
     sqlite_uri,
+    store_uri,
 )
 from liss.taskspec import TASKS
 from liss.tracking import REMOTE_RUN_TAG, REMOTE_URI_TAG
@@ -51,7 +51,7 @@ def refs_from_folder(folder: Path) -> list[RunRef]:
     if status.is_file():
         return [_run_folder_ref(folder, json.loads(status.read_text()))]
     if (folder / STORE_FILE).is_file():
-        uri = folder_uri(folder)
+        uri = store_uri(folder)
         client = open_client(uri)
         experiments = [e.experiment_id for e in client.search_experiments()]
         return [RunRef(uri, r.info.run_id) for r in client.search_runs(experiments)
@@ -73,8 +73,8 @@ def _run_folder_ref(folder: Path, record: dict) -> RunRef:
     uri = record.get("tracking_uri") or resolve_uri(config_lib.load(folder / "config.yaml"))
     if uri.startswith(("http:", "https:")):
         return RunRef(uri, record["run_id"])
-    if has_own_store(folder):
-        return RunRef(folder_uri(folder), record["run_id"])
+    if has_store(folder):
+        return RunRef(store_uri(folder), record["run_id"])
     db = sqlite_path(uri)
     if db is not None and not db.is_file():
         above = next((p / STORE_FILE for p in folder.resolve().parents
@@ -161,9 +161,9 @@ def format_table(rows: list[list[str]]) -> str:
 
 def sync(run_dir: Path, to: str | None = None) -> list[str]:
     """Copy every not-yet-synced fallback run of `run_dir`'s local store to its server."""
-    if not has_own_store(run_dir):
+    if not has_store(run_dir):
         return []
-    local = open_client(folder_uri(run_dir))
+    local = open_client(store_uri(run_dir))
     experiments = [e.experiment_id for e in local.search_experiments()]
     pending = [r for r in local.search_runs(experiments, f"tags.`{REMOTE_URI_TAG}` != ''")
                if SYNCED_TAG not in r.data.tags]

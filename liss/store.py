@@ -42,18 +42,14 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri.removeprefix(SQLITE)) if uri.startswith(SQLITE) else None
 
 
-def project_uri(run_root: Path) -> str:
-    """The store shared by every run under `run_root` (a config's `run.dir`)."""
-    return sqlite_uri(run_root / STORE_FILE)
+def store_uri(folder: Path) -> str:
+    """The SQLite store kept in `folder`: a project's (`run.dir`, shared by its runs), or a
+    run folder's own (earlier versions' default, and the outage fallback)."""
+    return sqlite_uri(folder / STORE_FILE)
 
 
-def folder_uri(run_dir: Path) -> str:
-    """A run folder's own store: earlier versions' default, and the outage fallback."""
-    return sqlite_uri(run_dir / STORE_FILE)
-
-
-def has_own_store(run_dir: Path) -> bool:
-    return (run_dir / STORE_FILE).is_file()
+def has_store(folder: Path) -> bool:
+    return (folder / STORE_FILE).is_file()
 
 
 def configured_uri(cfg: Config) -> str:
@@ -65,9 +61,9 @@ def resolve_uri(cfg: Config) -> str:
     """The tracking URI this run uses ("none" when disabled)."""
     if configured_uri(cfg):
         return configured_uri(cfg)
-    if has_own_store(cfg.run_dir):  # a run folder of an earlier version: continue it there
-        return folder_uri(cfg.run_dir)
-    return project_uri(Path(cfg.run.dir))
+    if has_store(cfg.run_dir):  # a run folder of an earlier version: continue it there
+        return store_uri(cfg.run_dir)
+    return store_uri(Path(cfg.run.dir))
 
 
 def artifact_location(uri: str) -> str | None:

@@ -3,9 +3,9 @@
 The training thread only appends `Record`s to a queue. A writer thread sends them in order,
 batching metrics. When the store is unreachable (at start or mid-run) the writer keeps the
 records and retries with backoff; when the run ends it waits at most
-`tracking.flush_timeout` seconds, then writes whatever is left into the local SQLite store
-of the run folder and says how to send it on (`liss runs sync`). A SQLite store locked by
-another writer (runs logging to one store at once) is retried too, quietly.
+`tracking.flush_timeout` seconds, then writes what a server has not taken into the run
+folder's own SQLite store and says how to send it on (`liss runs sync`). A SQLite store
+locked by another writer (runs logging to one store at once) is retried too, quietly.
 
 Which store a run uses (by default one SQLite store for every run under `run.dir`):
 liss/store.py. `none` disables tracking.
@@ -33,11 +33,11 @@ from liss.config import Config, ConfigError
 from liss.store import (
     artifact_location,
     experiment_id,
-    folder_uri,
     is_busy,
     open_client,
     resolve_uri,
     sqlite_path,
+    store_uri,
 )
 
 log = logging.getLogger(__name__)
@@ -286,7 +286,7 @@ class MlflowTracker(Tracker):
             log.error("mlflow: %d records could not be written to %s", len(records), self.uri)
             self._write_journal(records)
             return
-        fallback_uri = folder_uri(self.run_dir)
+        fallback_uri = store_uri(self.run_dir)
         tags = {**self._sink.tags, REMOTE_URI_TAG: self.uri}
         if self._sink.run_id:
             tags[REMOTE_RUN_TAG] = self._sink.run_id

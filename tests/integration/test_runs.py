@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from liss.cli import main
-from liss.store import folder_uri, project_uri
+from liss.store import store_uri
 
 SWITCHING = ["train.max_steps=4", "tasks.auxiliary_tasks=depth,gray",
              "schedule.depth_loss_threshold=100", "schedule.gray_loss_threshold=100"]
@@ -30,7 +30,7 @@ def test_compare_reads_run_folders_from_anywhere(tiny_overrides: list[str], tmp_
     capsys.readouterr()
     runs = tmp_path / "runs"
     assert not (runs / "seq" / "mlflow.db").exists() and not (runs / "par" / "mlflow.db").exists()
-    store = MlflowClient(project_uri(runs))  # both runs in one store: one `mlflow ui`
+    store = MlflowClient(store_uri(runs))  # both runs in one store: one `mlflow ui`
     in_store = {r.info.run_name: r.info.run_id for r in store.search_runs(
         [store.get_experiment_by_name("liss").experiment_id])}
     assert in_store == {name: json.loads((runs / name / "status.json").read_text())["run_id"]
@@ -52,7 +52,7 @@ def test_compare_reads_run_folders_from_anywhere(tiny_overrides: list[str], tmp_
 def test_a_run_folder_of_an_earlier_version_resumes_into_its_own_store(
         tiny_overrides: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "runs" / "tiny"
-    own = folder_uri(run_dir)  # where earlier versions logged by default
+    own = store_uri(run_dir)  # where earlier versions logged by default
     assert main(["train", *tiny_overrides, "train.max_steps=2", f"tracking.uri={own}"]) == 0
     first = json.loads((run_dir / "status.json").read_text())["run_id"]
     assert main(["train", *tiny_overrides, "train.max_steps=4"]) == 0  # today's default
@@ -78,7 +78,7 @@ def test_compare_an_untracked_run_says_so(tiny_overrides: list[str],
 
 def test_compare_an_unknown_run_id_is_one_line(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    uri = project_uri(tmp_path)
+    uri = store_uri(tmp_path)
     assert main(["runs", "compare", "0123abcd", "--uri", uri]) == 2
     err = capsys.readouterr().err
     assert err == f"liss: config error: runs='0123abcd': no such run in {uri}\n"
@@ -87,7 +87,7 @@ def test_compare_an_unknown_run_id_is_one_line(tmp_path: Path,
 def test_compare_finds_the_store_in_the_environment(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", project_uri(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri(tmp_path))
     assert main(["runs", "compare", "--sweep", "s-0"]) == 2  # looked there: nothing tagged
     assert "runs='s-0': no runs found" in capsys.readouterr().err
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
