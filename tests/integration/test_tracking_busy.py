@@ -1,6 +1,6 @@
 """A SQLite store locked by another writer for longer than MLflow's busy timeout is contention,
 not an outage: the writer thread retries soon and quietly, and every record arrives once.
-(Real concurrent writers: integration/test_tracking_concurrency.py.)"""
+(Real concurrent writers: test_tracking_concurrency.py.)"""
 
 from __future__ import annotations
 
