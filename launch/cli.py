@@ -232,8 +232,6 @@ class _Tracking:
 
     def client(self):
         if self._client is None:
-            for name in ("alembic", "mlflow.store.db.utils"):
-                logging.getLogger(name).setLevel(logging.WARNING)
             self._client = open_client(self.uri)
         return self._client
 

@@ -18,6 +18,7 @@ are retried by the tracker (`is_busy`).
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,6 +78,8 @@ def open_client(uri: str) -> MlflowClient:
     marked created in its lock file so that later openers need no lock."""
     from mlflow import MlflowClient
 
+    for noisy in ("alembic", "mlflow.store.db.utils"):  # a line per migration otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     db = sqlite_path(uri)
     if db is None or _created(db):
         return MlflowClient(tracking_uri=uri)

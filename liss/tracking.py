@@ -369,7 +369,6 @@ def run_tags(cfg: Config) -> dict[str, str]:
 def start_tracking(cfg: Config, is_main: bool, run_id: str | None = None) -> Tracker:
     if not is_main or resolve_uri(cfg) == "none":
         return Tracker()
-    for noisy in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("mlflow.tracking.fluent").setLevel(logging.WARNING)
     logging.getLogger("mlflow.store.db.utils").addFilter(_BUSY_TRACEBACKS)  # once: same object
     return MlflowTracker(cfg, run_id, tags=run_tags(cfg))
