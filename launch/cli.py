@@ -27,6 +27,7 @@ from launch.common import (
 from launch.sweep import Point, SweepSpec, expand, load_spec, sweep_id, tracking_uri
 from liss.config import ConfigError
 from liss.resources import shipped_sweeps
+from liss.store import artifact_location, experiment_id, open_client
 
 LAUNCHERS = ("local", "slurm", "k8s")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PREEMPTED = 0, 1, 2, 75
@@ -260,22 +261,14 @@ class _Tracking:
 
     def client(self):
         if self._client is None:
-            for name in ("alembic", "mlflow.store.db.utils"):
-                logging.getLogger(name).setLevel(logging.WARNING)
-            from mlflow import MlflowClient
-
-            self._client = MlflowClient(tracking_uri=self.uri)
+            self._client = open_client(self.uri)
         return self._client
 
     def _experiment_id(self, create: bool) -> str | None:
+        if create:
+            return experiment_id(self.client(), self.experiment, artifact_location(self.uri))
         found = self.client().get_experiment_by_name(self.experiment)
-        if found is not None:
-            return found.experiment_id
-        if not create:
-            return None
-        db = self._sqlite_path()
-        artifacts = (db.parent / "mlartifacts").absolute().as_uri() if db else None
-        return self.client().create_experiment(self.experiment, artifact_location=artifacts)
+        return found.experiment_id if found is not None else None
 
     def _search(self, where: str) -> list:
         exp = self._experiment_id(create=False)

@@ -23,9 +23,11 @@ point stops the whole sweep with an error naming the point and the key.
 
 All runs of a sweep share one folder, `<run.dir>/<name>/<point>`, and one MLflow store (the
 spec's `tracking_uri`, else the base config's `tracking.uri`, else `$MLFLOW_TRACKING_URI`,
-else `sqlite:///<run.dir>/<name>/mlflow.db`), so the MLflow compare view sees them side by
-side. The sweep sets those keys (and `train.resume=auto`, so a requeued point continues)
-in every point's overrides; axes and points may not set them.
+else the project store `sqlite:///<run.dir>/mlflow.db` that every run under `run.dir` logs
+to — or `<run.dir>/<name>/mlflow.db` for a sweep an earlier version started there), so the
+MLflow compare view sees them side by side. The sweep sets those keys (and
+`train.resume=auto`, so a requeued point continues) in every point's overrides; axes and
+points may not set them.
 
 `liss sweep SPEC --set key=value ...` changes the spec for one invocation (see `with_sets`).
 """
@@ -34,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ import yaml
 from liss import config as config_lib
 from liss.config import Config, ConfigError
 from liss.resources import shipped_sweeps
+from liss.store import configured_uri, has_store, store_uri
 from liss.train.optim import optimizer_class
 
 SPEC_KEYS = {"name", "base", "overrides", "axes", "points", "exclude", "resources", "slurm",
@@ -250,12 +252,12 @@ def sweep_dir(spec: SweepSpec) -> Path:
 
 def tracking_uri(spec: SweepSpec) -> str:
     """The one MLflow store all points log to ("none" when tracking is off)."""
-    configured = spec.tracking_uri or base_config(spec).tracking.uri
+    configured = spec.tracking_uri or configured_uri(base_config(spec))
     if configured:
         return configured
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{(sweep_dir(spec) / 'mlflow.db').resolve()}"
+    if has_store(sweep_dir(spec)):  # started by an earlier version: continue it there
+        return store_uri(sweep_dir(spec))
+    return store_uri(Path(base_config(spec).run.dir))
 
 
 def sweep_id(spec: SweepSpec) -> str:

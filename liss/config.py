@@ -209,8 +209,10 @@ class TrainConfig:
 
 @dataclass
 class TrackingConfig:
-    uri: str = opt("", "MLflow tracking URI: empty = SQLite store in the run folder "
-                   "(or $MLFLOW_TRACKING_URI), http(s)://..., sqlite:///..., or none")
+    uri: str = opt("", "MLflow tracking URI: empty = $MLFLOW_TRACKING_URI, else one SQLite "
+                   "store for every run under run.dir (<run.dir>/mlflow.db; a run folder "
+                   "of an earlier version keeps its own mlflow.db); http(s)://..., "
+                   "sqlite:///..., or none")
     experiment: str = opt("liss", "MLflow experiment name")
     parent_run_id: str = opt("", "MLflow run to nest this run under (sweeps; or "
                              "$LISS_PARENT_RUN_ID)")

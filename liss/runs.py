@@ -1,5 +1,10 @@
 """`liss runs compare` (a terminal table of finished runs) and `liss runs sync` (send the
-records a run kept locally during a tracking-server outage on to the server)."""
+records a run kept locally during a tracking-server outage on to the server).
+
+Runs are named by run folder (its `status.json` records the run id and the store), by a
+folder of run folders (a sweep), by a folder holding a store (every run in it), or by run id
+with `--uri`. A run folder of an earlier version, with its own `mlflow.db`, is read from that.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,17 @@ from pathlib import Path
 
 from liss import config as config_lib
 from liss.config import ConfigError
+from liss.store import (
+    STORE_FILE,
+    has_store,
+    open_client,
+    resolve_uri,
+    sqlite_path,
+    sqlite_uri,
+    store_uri,
+)
 from liss.taskspec import TASKS
-from liss.tracking import REMOTE_RUN_TAG, REMOTE_URI_TAG, local_uri, resolve_uri
+from liss.tracking import REMOTE_RUN_TAG, REMOTE_URI_TAG
 
 SYNCED_TAG = "liss.synced_to"
 COLUMNS = (  # (header, metric keys shown as "A / B" or alone)
@@ -30,32 +44,43 @@ class RunRef:
     run_id: str
 
 
-def _client(uri: str):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
 def refs_from_folder(folder: Path) -> list[RunRef]:
-    """A run folder (status.json + config.yaml) or a sweep folder (mlflow.db of its runs)."""
+    """A run folder (status.json); else a folder with a store (every run in it: a project,
+    or a sweep of an earlier version); else a folder of run folders (a sweep)."""
     status = folder / "status.json"
     if status.is_file():
-        record = json.loads(status.read_text())
-        if not record.get("run_id"):
-            raise ConfigError("runs", str(folder), "this run was not tracked "
-                              "(tracking.uri=none): nothing to read back")
-        uri = record.get("tracking_uri") or resolve_uri(config_lib.load(folder / "config.yaml"))
-        if (folder / "mlflow.db").is_file() and not uri.startswith(("http:", "https:")):
-            uri = local_uri(folder)  # its own store, wherever the folder is read from
-        return [RunRef(uri, record["run_id"])]
-    if (folder / "mlflow.db").is_file():
-        uri = local_uri(folder)
-        client = _client(uri)
+        return [_run_folder_ref(folder, json.loads(status.read_text()))]
+    if (folder / STORE_FILE).is_file():
+        uri = store_uri(folder)
+        client = open_client(uri)
         experiments = [e.experiment_id for e in client.search_experiments()]
         return [RunRef(uri, r.info.run_id) for r in client.search_runs(experiments)
                 if r.data.tags.get("sweep_role") != "parent"]
-    raise ConfigError("runs", str(folder), "is neither a run folder (status.json) nor a "
-                      "folder with an mlflow.db")
+    runs = sorted(s.parent for s in folder.glob("*/status.json"))
+    if runs:
+        return [ref for run in runs for ref in refs_from_folder(run)]
+    raise ConfigError("runs", str(folder), "is neither a run folder (status.json), a folder of "
+                      f"run folders, nor a folder with an {STORE_FILE}")
+
+
+def _run_folder_ref(folder: Path, record: dict) -> RunRef:
+    """The run a run folder recorded, in the store it logged to, wherever the folder is read
+    from: its own store if it has one (an earlier version), else the recorded store, else
+    (the project was moved) the nearest store above the folder."""
+    if not record.get("run_id"):
+        raise ConfigError("runs", str(folder), "this run was not tracked "
+                          "(tracking.uri=none): nothing to read back")
+    uri = record.get("tracking_uri") or resolve_uri(config_lib.load(folder / "config.yaml"))
+    if uri.startswith(("http:", "https:")):
+        return RunRef(uri, record["run_id"])
+    if has_store(folder):
+        return RunRef(store_uri(folder), record["run_id"])
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():
+        above = next((p / STORE_FILE for p in folder.resolve().parents
+                      if (p / STORE_FILE).is_file()), None)
+        uri = sqlite_uri(above) if above else uri
+    return RunRef(uri, record["run_id"])
 
 
 def resolve_refs(items: Sequence[str], sweep: str | None, uri: str | None) -> list[RunRef]:
@@ -72,7 +97,7 @@ def resolve_refs(items: Sequence[str], sweep: str | None, uri: str | None) -> li
         if not uri:
             raise ConfigError("--sweep", sweep, "needs --uri or MLFLOW_TRACKING_URI (the sweep's "
                               "tracking store)")
-        client = _client(uri)
+        client = open_client(uri)
         experiments = [e.experiment_id for e in client.search_experiments()]
         runs = client.search_runs(experiments, f"tags.sweep_id = '{sweep}'")
         refs += [RunRef(uri, r.info.run_id) for r in runs
@@ -105,7 +130,7 @@ def compare_rows(refs: Sequence[RunRef]) -> list[list[str]]:
     rows = [["run", "schedule", "status", "steps", "phase starts",
              *(header for header, _ in COLUMNS)]]
     for ref in refs:
-        client = _client(ref.uri)
+        client = open_client(ref.uri)
         run = _get_run(client, ref)
         metrics, tags = run.data.metrics, run.data.tags
         cells = []
@@ -136,7 +161,9 @@ def format_table(rows: list[list[str]]) -> str:
 
 def sync(run_dir: Path, to: str | None = None) -> list[str]:
     """Copy every not-yet-synced fallback run of `run_dir`'s local store to its server."""
-    local = _client(local_uri(run_dir))
+    if not has_store(run_dir):
+        return []
+    local = open_client(store_uri(run_dir))
     experiments = [e.experiment_id for e in local.search_experiments()]
     pending = [r for r in local.search_runs(experiments, f"tags.`{REMOTE_URI_TAG}` != ''")
                if SYNCED_TAG not in r.data.tags]
@@ -145,7 +172,7 @@ def sync(run_dir: Path, to: str | None = None) -> list[str]:
     done = []
     for run in pending:
         target_uri = to or run.data.tags[REMOTE_URI_TAG]
-        remote = _client(target_uri)
+        remote = open_client(target_uri)
         target = run.data.tags.get(REMOTE_RUN_TAG) or _create_remote(remote, local, run)
         _copy_run(local, run, remote, target)
         local.set_tag(run.info.run_id, SYNCED_TAG, f"{target_uri} {target}")

@@ -3,11 +3,12 @@
 The training thread only appends `Record`s to a queue. A writer thread sends them in order,
 batching metrics. When the store is unreachable (at start or mid-run) the writer keeps the
 records and retries with backoff; when the run ends it waits at most
-`tracking.flush_timeout` seconds, then writes whatever is left into the local SQLite store
-of the run folder and says how to send it on (`liss runs sync`).
+`tracking.flush_timeout` seconds, then writes what a server has not taken into the run
+folder's own SQLite store and says how to send it on (`liss runs sync`). A SQLite store
+locked by another writer (runs logging to one store at once) is retried too, quietly.
 
-Default store: SQLite + artifacts inside the run folder. `tracking.uri` (or
-MLFLOW_TRACKING_URI) points elsewhere; `none` disables tracking.
+Which store a run uses (by default one SQLite store for every run under `run.dir`):
+liss/store.py. `none` disables tracking.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import logging
 import os
 import queue
+import random
 import subprocess
 import sys
 import tempfile
@@ -28,25 +30,22 @@ from pathlib import Path
 from typing import Any
 
 from liss.config import Config, ConfigError
+from liss.store import (
+    artifact_location,
+    experiment_id,
+    is_busy,
+    open_client,
+    resolve_uri,
+    sqlite_path,
+    store_uri,
+)
 
 log = logging.getLogger(__name__)
 MAX_PARAMS_PER_BATCH, MAX_METRICS_PER_BATCH = 100, 1000
 BACKOFF_MAX_S = 30.0
+BUSY_BACKOFF_MIN_S, BUSY_BACKOFF_MAX_S = 0.05, 2.0  # a SQLite lock lasts one transaction
 REMOTE_RUN_TAG = "liss.remote_run_id"  # on a fallback run: the server run it belongs to
 REMOTE_URI_TAG = "liss.remote_uri"
-
-
-def local_uri(run_dir: Path) -> str:
-    return f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
-
-
-def resolve_uri(cfg: Config) -> str:
-    """The tracking URI this run uses ("none" when disabled)."""
-    if cfg.tracking.uri:
-        return cfg.tracking.uri
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return local_uri(cfg.run_dir)
 
 
 def check_uri(cfg: Config) -> None:
@@ -94,23 +93,21 @@ class _Sink:
     """Sends records to one MLflow store, creating (or reopening) the run on first use."""
 
     def __init__(self, uri: str, experiment: str, run_name: str, tags: dict[str, str],
-                 artifact_location: str | None, run_id: str | None):
-        from mlflow import MlflowClient
-
-        self.client = MlflowClient(tracking_uri=uri)
-        self.uri, self.experiment, self.run_name = uri, experiment, run_name
-        self.tags, self.artifact_location = tags, artifact_location
+                 run_id: str | None):
+        self.client = open_client(uri)
+        self.uri, self.experiment, self.run_name, self.tags = uri, experiment, run_name, tags
         self.run_id, self._reopen = run_id, run_id is not None
+        self.experiment_id: str | None = None
 
     def ensure_run(self) -> str:
         if self.run_id is None:
-            found = self.client.get_experiment_by_name(self.experiment)
-            experiment_id = found.experiment_id if found else self.client.create_experiment(
-                self.experiment, artifact_location=self.artifact_location)
-            self.run_id = self.client.create_run(experiment_id, run_name=self.run_name,
+            self.experiment_id = experiment_id(self.client, self.experiment,
+                                               artifact_location(self.uri))
+            self.run_id = self.client.create_run(self.experiment_id, run_name=self.run_name,
                                                  tags=self.tags).info.run_id
         elif self._reopen:
             self.client.update_run(self.run_id, status="RUNNING")
+            self.experiment_id = self.client.get_run(self.run_id).info.experiment_id
             self._reopen = False
         return self.run_id
 
@@ -174,11 +171,7 @@ class MlflowTracker(Tracker):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         self.cfg, self.run_dir = cfg, cfg.run_dir
         self.uri = resolve_uri(cfg)
-        artifacts = None
-        if self.uri == local_uri(cfg.run_dir):
-            artifacts = (cfg.run_dir / "mlartifacts").resolve().as_uri()
-        self._sink = _Sink(self.uri, cfg.tracking.experiment, cfg.run.name, dict(tags),
-                           artifacts, run_id)
+        self._sink = _Sink(self.uri, cfg.tracking.experiment, cfg.run.name, dict(tags), run_id)
         self.run_id = run_id
         self._queue: queue.Queue[Record] = queue.Queue()
         self._pending: deque[Record] = deque()
@@ -186,13 +179,14 @@ class MlflowTracker(Tracker):
         self._stop = threading.Event()
         self._outage_since: float | None = None
         self.dropped = 0
+        self.busy_retries = 0  # sends that met a SQLite store locked by another writer
         self._thread = threading.Thread(target=self._worker, name="mlflow-writer", daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------ writer thread
 
     def _worker(self) -> None:
-        backoff = 0.5
+        backoff, busy_backoff = 0.5, BUSY_BACKOFF_MIN_S
         while True:
             self._drain(block=not self._pending and not self._stop.is_set())
             if not self._pending:
@@ -211,6 +205,14 @@ class MlflowTracker(Tracker):
                     self.dropped += 1
                     self._pending.popleft()
                     continue
+                if is_busy(str(e)):  # contention, not an outage: retry soon, jittered
+                    if busy_backoff == BUSY_BACKOFF_MIN_S:  # once per episode
+                        log.info("mlflow: %s is locked by another writer; retrying",
+                                 self.uri)
+                    self.busy_retries += 1
+                    self._sleep(random.uniform(0, busy_backoff))
+                    busy_backoff = min(BUSY_BACKOFF_MAX_S, busy_backoff * 2)
+                    continue
                 self._outage(e)
                 self._sleep(backoff)
                 backoff = min(BACKOFF_MAX_S, backoff * 2)
@@ -223,7 +225,7 @@ class MlflowTracker(Tracker):
                             "meanwhile", self.uri, time.monotonic() - self._outage_since,
                             len(self._pending))
                 self._outage_since = None
-            backoff = 0.5
+            backoff, busy_backoff = 0.5, BUSY_BACKOFF_MIN_S
 
     def _drain(self, block: bool) -> None:
         try:
@@ -277,19 +279,19 @@ class MlflowTracker(Tracker):
             self._fallback()
 
     def _fallback(self) -> None:
-        """Write the unsent records into the run folder's SQLite store, loudly."""
+        """Write the records a server never took into the run folder's own SQLite store,
+        loudly (a local SQLite store that refused them gets a journal instead)."""
         records = list(self._pending)
-        fallback_uri = local_uri(self.run_dir)
-        tags = {**self._sink.tags, REMOTE_URI_TAG: self.uri}
-        if self._sink.run_id:
-            tags[REMOTE_RUN_TAG] = self._sink.run_id
-        if fallback_uri == self.uri:
+        if sqlite_path(self.uri) is not None:
             log.error("mlflow: %d records could not be written to %s", len(records), self.uri)
             self._write_journal(records)
             return
+        fallback_uri = store_uri(self.run_dir)
+        tags = {**self._sink.tags, REMOTE_URI_TAG: self.uri}
+        if self._sink.run_id:
+            tags[REMOTE_RUN_TAG] = self._sink.run_id
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        local = _Sink(fallback_uri, self.cfg.tracking.experiment, self.cfg.run.name, tags,
-                      (self.run_dir / "mlartifacts").resolve().as_uri(), None)
+        local = _Sink(fallback_uri, self.cfg.tracking.experiment, self.cfg.run.name, tags, None)
         for kind_run in _group(records):
             local.send(kind_run)
         self._pending.clear()
@@ -308,8 +310,12 @@ class MlflowTracker(Tracker):
               f"{path}", file=sys.stderr)
 
     def describe(self) -> str:
+        """How to look at this run: the `mlflow ui` command of a SQLite store, else its URL."""
         if self.uri.startswith("sqlite:"):
             return f"mlflow ui --backend-store-uri {self.uri} --port 5000   (run {self.run_id})"
+        if self.uri.startswith(("http:", "https:")) and self._sink.experiment_id:
+            return (f"{self.uri.rstrip('/')}/#/experiments/{self._sink.experiment_id}/runs/"
+                    f"{self.run_id}")
         return f"{self.uri} (run {self.run_id})"
 
 
@@ -322,6 +328,17 @@ def _group(records: list[Record]) -> list[list[Record]]:
         else:
             groups.append([r])
     return groups
+
+
+class _BusyTracebacks(logging.Filter):
+    """MLflow logs a traceback for each write that meets a locked SQLite store; the writer
+    thread retries those writes and says so in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not is_busy(record.getMessage())
+
+
+_BUSY_TRACEBACKS = _BusyTracebacks()
 
 
 def git_commit() -> str:
@@ -352,6 +369,6 @@ def run_tags(cfg: Config) -> dict[str, str]:
 def start_tracking(cfg: Config, is_main: bool, run_id: str | None = None) -> Tracker:
     if not is_main or resolve_uri(cfg) == "none":
         return Tracker()
-    for noisy in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("mlflow.tracking.fluent").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").addFilter(_BUSY_TRACEBACKS)  # once: same object
     return MlflowTracker(cfg, run_id, tags=run_tags(cfg))

@@ -395,7 +395,7 @@ def test_two_containers_train_as_one_world_by_completion_index(
     run = volumes[1] / "world2"
     assert (run / "checkpoints" / "step_4.pt").is_file()
     assert json.loads((run / "status.json").read_text())["status"] == "completed"
-    with sqlite3.connect(run / "mlflow.db") as db:
+    with sqlite3.connect(run.parent / "mlflow.db") as db:  # the store of run.dir
         (world_size,) = db.execute("select value from tags where key = 'world_size'").fetchone()
     assert world_size == "2"
     say(request, f"2-node training in containers: {time.monotonic() - start:.0f} s")

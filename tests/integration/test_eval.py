@@ -277,7 +277,7 @@ def test_training_evaluates_and_keeps_the_best_checkpoint(synth_root: Path,
     assert main([*args, "train.max_steps=4"]) == 0
     assert main([*args, "train.max_steps=6"]) == 0  # resumes
     run = tmp_path / "b"
-    client = mlflow.MlflowClient(f"sqlite:///{run / 'mlflow.db'}")
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")  # run.dir's store
     (logged,) = client.search_runs(client.get_experiment_by_name("liss").experiment_id)
     history = {m.step: m.value for m in client.get_metric_history(logged.info.run_id,
                                                                   "val/A2B_changed_l1")}

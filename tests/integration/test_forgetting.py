@@ -112,7 +112,7 @@ def test_a_real_sequential_run(tiny_overrides: list[str], tmp_path: Path) -> Non
                            str(tmp_path / "f.png"), "--json", str(table)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir.parent / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("liss").experiment_id])
     rows = rows_of(table)
     for task, metric, event in (("depth", "loss", events[1]), ("gray", "loss", events[2])):

@@ -62,9 +62,11 @@ def test_parallel_sweep_rerun_and_force(tmp_path: Path, synth_root: Path) -> Non
         log = (sweep_dir / name / "launch.log").read_text()
         assert "database is locked" not in log and "WARNING liss.tracking" not in log, (
             "tracking errors with two concurrent SQLite writers")
-    assert f"mlflow ui --backend-store-uri sqlite:///{sweep_dir / 'mlflow.db'}" in out
+    store = tmp_path / "runs" / "mlflow.db"  # the store of every run under run.dir
+    assert f"mlflow ui --backend-store-uri sqlite:///{store}" in out
+    assert not (sweep_dir / "mlflow.db").exists()
 
-    runs = mlflow_runs(sweep_dir / "mlflow.db")
+    runs = mlflow_runs(store)
     parents = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
     assert len(parents) == 1
     parent = parents[0]
@@ -86,7 +88,7 @@ def test_parallel_sweep_rerun_and_force(tmp_path: Path, synth_root: Path) -> Non
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert forced.stdout.count("[local] started") == 2
     assert len(list(sweep_dir.glob("loc-liss.replaced-*"))) == 1, "the old run is kept"
-    runs = mlflow_runs(sweep_dir / "mlflow.db")
+    runs = mlflow_runs(store)
     assert len(runs) == 5, "same parent, two new children"
     assert {r.data.tags.get("mlflow.parentRunId") for r in runs} == {None, parent.info.run_id}
 

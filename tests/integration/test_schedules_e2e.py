@@ -42,7 +42,7 @@ WALKS = {  # schedule (and repr_mode) -> active keys of each phase, in order
 
 
 def events_of(run_dir: Path) -> tuple[list[dict], list[tuple[int, float]], dict]:
-    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir.parent / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("liss").experiment_id])
     path = client.download_artifacts(run.info.run_id, "schedule_events.json", str(run_dir))
     history = client.get_metric_history(run.info.run_id, "schedule/phase")

@@ -175,7 +175,7 @@ def test_job_array_sweep(slurm_cluster: Path, tmp_path: Path, synth20: Path) -> 
     assert re.search(rf"\n{bad} +failed +job {ids[bad]}: {bad_log}\n", status.stdout)
     assert len(re.findall(r" completed +job ", status.stdout)) == 2
 
-    client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{runs.parent / 'mlflow.db'}")  # the store of run.dir
     found = client.search_runs([client.get_experiment_by_name("liss").experiment_id])
     parent = next(r for r in found if r.data.tags.get("sweep_role") == "parent")
     children = {r.info.run_name: r for r in found if r is not parent}
@@ -199,7 +199,7 @@ def test_two_tasks_are_ranks_0_and_1(slurm_cluster: Path, tmp_path: Path,
     for rank, text in logs.items():
         assert re.search(rf"==== liss sweep \(slurm\): job \d+ restart 0, rank {rank}/2 ", text)
     assert "run folder:" in logs[0] and "run folder:" not in logs[1], "rank 0 reports"
-    client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'ddp' / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     child = client.search_runs([client.get_experiment_by_name("liss").experiment_id],
                                filter_string="attributes.run_name = 'ddp'")[0]
     assert child.data.tags["world_size"] == "2"
@@ -261,7 +261,7 @@ def test_preemption_requeues_and_resumes(slurm_cluster: Path, tmp_path: Path,
         for key, value in weights.items():
             assert torch.equal(ends[run]["models"][name][key], value), f"{name}.{key}"
 
-    client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{runs.parent / 'mlflow.db'}")  # the store of run.dir
     children = client.search_runs([client.get_experiment_by_name("liss").experiment_id],
                                   filter_string="attributes.run_name = 'rq-10'")
     assert len(children) == 1 and children[0].info.status == "FINISHED", (

@@ -83,10 +83,16 @@ def steps_of(client: MlflowClient, run_id: str, key: str) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
-def test_run_against_a_server_reads_back(server: MlflowServer, tiny_overrides) -> None:
+def test_run_against_a_server_reads_back(server: MlflowServer, tiny_overrides,
+                                         capsys) -> None:
     assert main(["train", *tiny_overrides, f"tracking.uri={server.uri}", "run.name=srv",
                  "train.max_steps=4"]) == 0
     client, run = the_run(server.uri, "srv")
+    url = f"{server.uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    assert f"view it:    {url}\n" in capsys.readouterr().out  # the end of the run says where
+    with urllib.request.urlopen(url, timeout=10) as page:
+        assert page.status == 200
+    assert not (Path(config.load(None, tiny_overrides).run.dir) / "mlflow.db").exists()
     assert run.info.status == "FINISHED"
     assert run.data.params["train.max_steps"] == "4"
     assert run.data.tags["schedule"] == "parallel" and run.data.tags["git_commit"]

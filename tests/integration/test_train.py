@@ -34,7 +34,7 @@ def finished_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def mlflow_run(run_dir: Path):
-    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir.parent / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("liss").experiment_id])
     return client, run
 
@@ -106,14 +106,13 @@ def test_quickstart_command_in_a_subprocess(synth_root: Path, tmp_path: Path) ->
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"run folder: {tmp_path / 'quickstart'}" in proc.stdout
-    assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path / 'quickstart'}/mlflow.db" \
-        in proc.stdout
+    assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db" in proc.stdout
     assert "rotation accuracy" in proc.stderr  # the end-of-run summary
 
 
 def test_tracking_none_writes_no_store(tiny_overrides: list[str]) -> None:
     run_dir = run_tiny(tiny_overrides, "train.max_steps=2", "tracking.uri=none")
-    assert not (run_dir / "mlflow.db").exists()
+    assert not (run_dir / "mlflow.db").exists() and not (run_dir.parent / "mlflow.db").exists()
     assert (run_dir / "checkpoints" / "latest.pt").exists()
 
 

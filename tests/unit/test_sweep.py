@@ -177,7 +177,7 @@ def test_points_share_folder_and_store(tmp_path: Path) -> None:
                                            "train.max_steps": 5}))
     points = expand(spec)
     assert sweep_dir(spec) == tmp_path / "runs" / "sw"
-    assert tracking_uri(spec) == f"sqlite:///{tmp_path / 'runs' / 'sw' / 'mlflow.db'}"
+    assert tracking_uri(spec) == f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"  # run.dir's
     for p in points:
         c = p.config
         assert c.run_dir == tmp_path / "runs" / "sw" / p.name
@@ -193,6 +193,14 @@ def test_tracking_store_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     spec = load_spec(write_spec(tmp_path, tracking_uri="http://other:5000"))
     assert tracking_uri(spec) == "http://other:5000"
     assert {p.config.tracking.uri for p in expand(spec)} == {"http://other:5000"}
+
+
+def test_a_sweep_of_an_earlier_version_keeps_its_own_store(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, overrides={"run.dir": str(tmp_path / "runs")}))
+    (tmp_path / "runs" / "sw").mkdir(parents=True)
+    (tmp_path / "runs" / "sw" / "mlflow.db").write_bytes(b"")  # where earlier versions logged
+    assert tracking_uri(spec) == f"sqlite:///{tmp_path / 'runs' / 'sw' / 'mlflow.db'}"
+    assert {p.config.tracking.uri for p in expand(spec)} == {tracking_uri(spec)}
 
 
 def test_bad_point_names_point_and_key(tmp_path: Path) -> None:
