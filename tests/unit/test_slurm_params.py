@@ -55,7 +55,9 @@ def test_shared_paths_are_what_a_job_reads_and_writes(tmp_path: Path) -> None:
                      "working directory": Path.cwd(),
                      "run.dir (with submitit's slurm/ folder)": Path("/shared/runs/paths"),
                      "base config": QUICKSTART,
-                     "data.root (point paths)": Path("/shared/data/h2z")}
+                     "data.root (point paths)": Path("/shared/data/h2z"),
+                     # the project's MLflow store, beside the sweep's folder
+                     "tracking.uri": Path("/shared/runs/mlflow.db")}
 
 
 @pytest.mark.parametrize(("path", "root"), [
