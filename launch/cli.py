@@ -1,5 +1,6 @@
 """`liss sweep`: expand a sweep spec, open its MLflow parent run and hand the points to a
-launcher; `liss sweep status` shows where each point stands.
+launcher; `liss sweep status` shows where each point stands; `liss sweep report` writes the
+ablation table of its runs (`launch/report.py`).
 
 Every point is validated before anything happens, so a bad point costs nothing. Points that
 already finished (their run folder's status.json, or a FINISHED MLflow run of this sweep)
@@ -11,11 +12,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
+from launch.ablation import SHORT_KEYS, group_keys
 from launch.common import (
     LIVE_STATES,
     LaunchError,
@@ -24,10 +28,22 @@ from launch.common import (
     load_record,
     save_record,
 )
-from launch.sweep import Point, SweepSpec, expand, load_spec, sweep_id, tracking_uri
+from launch.sweep import (
+    Point,
+    SweepSpec,
+    expand,
+    load_spec,
+    sweep_dir,
+    sweep_id,
+    tracking_uri,
+)
 from liss.config import ConfigError
 from liss.resources import shipped_sweeps
+from liss.runs import RunRef, resolve_refs
 from liss.store import artifact_location, experiment_id, open_client
+
+if TYPE_CHECKING:
+    from launch.report import Report
 
 LAUNCHERS = ("local", "slurm", "k8s")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PREEMPTED = 0, 1, 2, 75
@@ -41,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="liss sweep", description=" ".join(__doc__.split("\n\n")[0].split()),
         epilog="liss sweep status SPEC: the state of each point of the sweep (and where to "
-        "watch it). Docs: docs/launching.md")
+        "watch it). liss sweep report SPEC: its ablation table. Docs: docs/launching.md")
     p.add_argument("spec", help="sweep spec YAML, or the name of a shipped one "
                    f"({', '.join(shipped_sweeps())})")
     p.add_argument("--launcher", required=True, choices=LAUNCHERS,
@@ -64,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true",
                    help="slurm/k8s: wait until every point has ended, then report "
                    "(local always waits)")
+    p.add_argument("--report", action="store_true",
+                   help="once every point has ended, write the ablation table as "
+                   "`liss sweep report SPEC` does (slurm/k8s: needs --wait)")
     return p
 
 
@@ -71,6 +90,32 @@ def _status_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="liss sweep status",
                                 description="where each point of a sweep stands")
     p.add_argument("spec", help="sweep spec YAML, or the name of a shipped one")
+    _add_set(p)
+    return p
+
+
+def _report_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="liss sweep report",
+        description="the ablation table of a sweep's runs: per group (the sweep's axes but "
+        "run.seed), mean ± std over seeds of the final paired-truth metrics, FID/KID, each "
+        "task's metric when switched off and at the end, wall time and images/s; written as "
+        "report.md, report.csv, runs.csv and forgetting.png, and logged to the sweep's parent "
+        "run. Docs: docs/launching.md")
+    p.add_argument("runs", nargs="+", metavar="SWEEP|RUN",
+                   help="a sweep spec YAML or the name of a shipped one; or run folders, "
+                   "sweep folders, or run ids (with --uri), as `liss runs compare` takes")
+    p.add_argument("--group-by", type=lambda t: [k for k in t.split(",") if k.strip()],
+                   default=None, metavar="KEY,KEY",
+                   help="config keys to group by, or short names: "
+                   + ", ".join(f"{k} ({v})" for k, v in SHORT_KEYS.items())
+                   + ", or the last part of one config key (max_steps); default: the "
+                   "sweep's axes but run.seed (runs without a spec: the config keys that "
+                   "differ between them, but run.* and tracking.*)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="where the files go (default: <sweep folder>/report for a spec, "
+                   "./report otherwise)")
+    p.add_argument("--uri", help="tracking store of run ids (default: $MLFLOW_TRACKING_URI)")
     _add_set(p)
     return p
 
@@ -88,23 +133,35 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    status = bool(argv) and argv[0] == "status"
-    parser = _status_parser() if status else build_parser()
-    args = parser.parse_args(argv[1:] if status else argv)
-    if not status and args.gpus_per_point is not None:
-        if args.launcher != "local":
-            parser.error("--gpus-per-point is for --launcher local; slurm and k8s take "
-                         "--set resources.gpus_per_node=K")
-        args.set.append(f"resources.gpus_per_node={args.gpus_per_point}")
+    verb = argv[0] if argv and argv[0] in ("status", "report") else None
+    parser = {"status": _status_parser, "report": _report_parser}.get(verb, build_parser)()
+    args = parser.parse_args(argv[1:] if verb else argv)
+    if verb is None:
+        _check_run_args(parser, args)
     logging.basicConfig(level=logging.WARNING, format="liss sweep: %(message)s")
     try:
-        return _status(args) if status else _run(args)
+        return {"status": _status, "report": _report}.get(verb, _run)(args)
     except ConfigError as e:
-        print(f"liss sweep: config error: {e} (nothing submitted)", file=sys.stderr)
+        print(f"liss sweep: config error: {e}" + ("" if verb == "report" else
+                                                   " (nothing submitted)"), file=sys.stderr)
         return EXIT_USAGE
     except LaunchError as e:
         print(f"liss sweep: {e}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _check_run_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.gpus_per_point is not None:
+        if args.launcher != "local":
+            parser.error("--gpus-per-point is for --launcher local; slurm and k8s take "
+                         "--set resources.gpus_per_node=K")
+        args.set.append(f"resources.gpus_per_node={args.gpus_per_point}")
+    if args.report and args.dry_run:
+        parser.error("--report: a dry run runs nothing to report on")
+    if args.report and args.launcher != "local" and not args.wait:
+        parser.error(f"--report with --launcher {args.launcher} needs --wait (the report is "
+                     "written once every point has ended; or run `liss sweep report SPEC` "
+                     "later)")
 
 
 def _launcher(name: str) -> ModuleType:
@@ -125,6 +182,9 @@ def _run(args: argparse.Namespace) -> int:
     points = expand(spec)
     launcher = _launcher(args.launcher)
     tracking = _Tracking(spec, points)
+    if args.report and not tracking.enabled:
+        raise LaunchError("--report: tracking is off (tracking.uri=none), so there would be "
+                          "no runs to read back (nothing started)")
     finished = set() if args.force else (
         {p.name for p in points if is_finished(p)} | tracking.finished())
     todo = [p for p in points if p.name not in finished]
@@ -156,6 +216,8 @@ def _run(args: argparse.Namespace) -> int:
             for p in points]
     print(_table(rows), file=info)
     print(tracking.describe(parent), file=info)
+    if args.report and not any(s.state in LIVE_STATES for s in subs):
+        _print_report(_spec_report(spec, points, tracking))
     return _exit_code(subs)
 
 
@@ -234,6 +296,77 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- report
+
+
+def _is_spec(item: str) -> bool:
+    """A spec file (a missing one too: load_spec says so) or a shipped spec's name; anything
+    else is a run folder, a sweep folder or a run id."""
+    path = Path(item)
+    if path.suffix in (".yaml", ".yml"):
+        return not path.is_dir()
+    return not path.exists() and item in shipped_sweeps()
+
+
+def _report(args: argparse.Namespace) -> int:
+    from launch import report
+
+    keys = group_keys(args.group_by) if args.group_by is not None else None
+    if len(args.runs) == 1 and _is_spec(args.runs[0]):
+        spec = load_spec(args.runs[0], args.set)
+        points = expand(spec)
+        done = _spec_report(spec, points, _Tracking(spec, points), keys, args.out)
+    else:
+        if args.set:
+            raise ConfigError("--set", " ".join(args.set), "changes a sweep spec; these are "
+                              "run folders or run ids")
+        refs = resolve_refs(args.runs, None, args.uri or os.environ.get("MLFLOW_TRACKING_URI"))
+        runs = [report.read_run(ref) for ref in refs]
+        if keys is None:
+            keys = report.varying_keys([r.params for r in report.latest_per_name(runs)[0]])
+        done = report.write("Sweep report", keys, runs, args.out or Path("report"),
+                            parent=report.shared_parent(runs))
+    _print_report(done)
+    return EXIT_OK if done.averaged else EXIT_FAILED
+
+
+def _spec_report(spec: SweepSpec, points: list[Point], tracking: _Tracking,
+                 keys: list[str] | None = None, out: Path | None = None) -> Report:
+    """The report of a spec's points: their latest MLflow runs in the sweep's store (found by
+    its sweep_id, as `liss sweep status` finds them); points without one are listed."""
+    from launch import report
+
+    if not tracking.enabled:
+        raise LaunchError("report: tracking is off (tracking.uri=none), so there are no runs "
+                          "to read back")
+    names = {p.name for p in points}
+    found = [report.read_run(ref) for ref in tracking.point_refs()]
+    runs = [r for r in found if r.name in names]
+    present = {r.name for r in runs}
+    _, record = load_record(spec)
+    missing = {p.name: (report.point_params(p), _no_run(record.get(p.name)))
+               for p in points if p.name not in present}
+    others = sorted({r.name for r in found} - names)
+    notes = [f"Left out: runs of this sweep_id that are no point of the spec now: "
+             f"{', '.join(others)}."] if others else []
+    parent = tracking.find_parent()
+    return report.write(f"Sweep report: {spec.name}", report.axis_keys(points)
+                        if keys is None else keys, runs, out or sweep_dir(spec) / "report",
+                        missing=missing, parent=(tracking.uri, parent) if parent else None,
+                        notes=notes, order=[p.name for p in points])
+
+
+def _no_run(sub: Submission | None) -> str:
+    return "no MLflow run (" + (f"launcher: {sub.state})" if sub else "not submitted)")
+
+
+def _print_report(done: Report) -> None:
+    print(done.markdown)
+    print("written: " + ", ".join(str(f) for f in done.files))
+    print(f"logged to the parent run {done.logged_to} (artifacts report/)" if done.logged_to
+          else "not logged to MLflow: no parent run of these runs")
+
+
 # --------------------------------------------------------------------------- MLflow
 
 
@@ -292,6 +425,15 @@ class _Tracking:
                         "run folders only", self.uri, e)
             return set()
         return {r.info.run_name for r in runs if self.PARENT_TAG not in r.data.tags}
+
+    def point_refs(self) -> list[RunRef]:
+        """This sweep's point runs (not the parent) in its store, every attempt of each."""
+        if not self._store_exists():
+            return []
+        try:
+            return resolve_refs([], self.sweep_id, self.uri)
+        except ConfigError:  # no runs found
+            return []
 
     def find_parent(self) -> str | None:
         if not self._store_exists():

@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs.set_defaults(func=_sync)
 
     sub.add_parser("sweep", add_help=False, help="fan a sweep spec out to local torchrun, "
-                   "SLURM or Kubernetes (`liss sweep --help`)")
+                   "SLURM or Kubernetes (`liss sweep --help`); `liss sweep status|report`")
 
     register_eval(sub)
 

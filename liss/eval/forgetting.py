@@ -10,12 +10,14 @@ about: a sequential schedule forgets, distillation (`liss`) should forget less.
 When each phase began comes from the `schedule/phase` history (`liss.runs.phase_starts`);
 what each phase trained comes from walking the run's schedule (its `schedule`, `repr_mode`
 and `tasks` tags) through `liss.schedule.Schedule`, so no artifact is needed. The figure
-shows every task metric over steps with the phases as bands, several runs overlaid.
+shows every task metric over steps with the phases as bands, several runs overlaid;
+`plot_groups` draws groups of runs (a sweep's seeds) as means with ± std bands.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -164,8 +166,7 @@ def _bands(ax, runs: Sequence[RunHistory], colors: list[str]) -> None:
                        color=colors[i % len(colors)], alpha=0.3 if k % 2 else 0.6, lw=0)
 
 
-def plot(runs: Sequence[RunHistory], out: Path) -> Path:
-    """Task metrics over steps, one panel per task, phases as bands; runs overlaid."""
+def _pyplot():
     try:
         import matplotlib
 
@@ -174,14 +175,39 @@ def plot(runs: Sequence[RunHistory], out: Path) -> Path:
     except ImportError:
         raise LoadError("the forgetting figure needs matplotlib (pip install matplotlib)"
                         ) from None
-    present = {t for r in runs for t in r.tasks}
-    tasks = specs_of(present)
+    return plt
+
+
+def _panels(plt, runs: Sequence[RunHistory]):
+    """(figure, one axis per task present in `runs`, those tasks' specs, the colours)."""
+    tasks = specs_of({t for r in runs for t in r.tasks})
     if not tasks:
         raise LoadError("no auxiliary task in these runs: nothing to plot")
     fig, axes = plt.subplots(len(tasks), 1, figsize=(9, 1.2 + 2.4 * len(tasks)), sharex=True,
                              squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, spec in zip(axes[:, 0], tasks, strict=True):
+    return fig, axes[:, 0], tasks, plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def _save(plt, fig, out: Path) -> Path:
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def _rings(ax, run: RunHistory, task: str, color: str) -> None:
+    """A ring where the schedule switched `task` off (its metric at that validation)."""
+    for row in forgetting_rows(run):
+        if row.task == task and row.off_step is not None:
+            ax.plot([row.off_step], [row.at_off], "o", color=color, ms=6, mfc="none")
+
+
+def plot(runs: Sequence[RunHistory], out: Path) -> Path:
+    """Task metrics over steps, one panel per task, phases as bands; runs overlaid."""
+    plt = _pyplot()
+    fig, axes, tasks, colors = _panels(plt, runs)
+    for ax, spec in zip(axes, tasks, strict=True):
         for i, run in enumerate(runs):
             color = colors[i % len(colors)]
             for d, style in (("A", "-"), ("B", "--")):
@@ -190,22 +216,59 @@ def plot(runs: Sequence[RunHistory], out: Path) -> Path:
                     steps, values = zip(*points, strict=True)
                     ax.plot(steps, values, style, color=color, lw=1.4, marker=".", ms=3,
                             label=f"{run.name} {d}" if len(runs) > 1 else f"domain {d}")
-            for row in forgetting_rows(run):
-                if row.task == spec.name and row.off_step is not None:
-                    ax.plot([row.off_step], [row.at_off], "o", color=color, ms=6, mfc="none")
+            _rings(ax, run, spec.name, color)
         ax.set_ylabel(spec.label)
         _bands(ax, runs, colors)
-    axes[0, 0].legend(fontsize=7, loc="best", ncol=2 if len(runs) > 2 else 1)
-    axes[-1, 0].set_xlabel("step")
+    axes[0].legend(fontsize=7, loc="best", ncol=2 if len(runs) > 2 else 1)
+    axes[-1].set_xlabel("step")
     names = ", ".join(f"{r.name} ({r.schedule})" for r in runs)
     bands = "bands: phases" if len(runs) == 1 else "ribbons at the bottom: each run's phases"
-    axes[0, 0].set_title(f"validation task metrics of {names}\nrings: where the schedule "
-                         f"switched the task off; {bands}", fontsize=9)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    axes[0].set_title(f"validation task metrics of {names}\nrings: where the schedule "
+                      f"switched the task off; {bands}", fontsize=9)
+    return _save(plt, fig, out)
+
+
+def mean_band(histories: Sequence[list[tuple[int, float]]]
+              ) -> list[tuple[int, float, float]]:
+    """(step, mean, sample std) over the runs that logged each step; std 0 where one did.
+    Seeds of one config validate at the same steps, so their values line up by step."""
+    by_step: dict[int, list[float]] = {}
+    for points in histories:
+        for step, value in points:
+            by_step.setdefault(step, []).append(value)
+    return [(step, statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
+            for step, v in sorted(by_step.items())]
+
+
+def plot_groups(groups: Sequence[tuple[str, Sequence[RunHistory]]], out: Path) -> Path:
+    """Task metrics over steps, one panel per task: each group's mean over its runs (seeds)
+    as a line, ± one sample std as a band, and a ring where each run switched the task off.
+    Phases differ from seed to seed, so there are no phase bands here."""
+    plt = _pyplot()
+    fig, axes, tasks, colors = _panels(plt, [r for _, runs in groups for r in runs])
+    for ax, spec in zip(axes, tasks, strict=True):
+        for i, (label, runs) in enumerate(groups):
+            color = colors[i % len(colors)]
+            for d, style in (("A", "-"), ("B", "--")):
+                key = metric_key(d, spec.name, spec.metric)
+                band = mean_band([r.history[key] for r in runs if r.history.get(key)])
+                if not band:
+                    continue
+                steps, means, stds = zip(*band, strict=True)
+                ax.plot(steps, means, style, color=color, lw=1.4, marker=".", ms=3,
+                        label=f"{label} {d} (n={len(runs)})")
+                ax.fill_between(steps, [m - s for m, s in zip(means, stds, strict=True)],
+                                [m + s for m, s in zip(means, stds, strict=True)],
+                                color=color, alpha=0.15, lw=0)
+            for run in runs:
+                _rings(ax, run, spec.name, color)
+        ax.set_ylabel(spec.label)
+    axes[0].legend(fontsize=7, loc="best", ncol=2 if len(groups) > 1 else 1)
+    axes[-1].set_xlabel("step")
+    axes[0].set_title("validation task metrics, mean ± sample std over each group's runs "
+                      "(solid A, dashed B)\nrings: where each run's schedule switched the "
+                      "task off", fontsize=9)
+    return _save(plt, fig, out)
 
 
 # ---------------------------------------------------------------------- the verb
