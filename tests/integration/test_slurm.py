@@ -134,9 +134,10 @@ def test_node_local_paths_are_refused_unless_the_cluster_is_this_host(
         return
     assert done.returncode == 2, done.stdout + done.stderr
     (line,) = [e for e in done.stderr.splitlines() if e.startswith("liss sweep:")]
+    # the other two: data.root and the project's MLflow store beside the sweep's folder
     assert line.startswith("liss sweep: config error: run.dir (with submitit's slurm/ folder)="
                            f"'{tmp_path / 'runs' / 'where'}': is under /tmp, which is local to "
-                           "each node, and the jobs may run on other nodes (and 1 more)")
+                           "each node, and the jobs may run on other nodes (and 2 more)")
     assert "[dry-run]" not in done.stdout
 
 
