@@ -40,10 +40,11 @@ slurm: {partition: gpu, account: lab, qos: high, constraint: a100, signal_delay_
 # --------------------------------------------------------------------------- shared paths
 
 
-def shared_spec(tmp_path: Path, run_dir: Path, data_root: Path, **slurm) -> SweepSpec:
+def shared_spec(tmp_path: Path, run_dir: Path, data_root: Path, base: Path | None = QUICKSTART,
+                **slurm) -> SweepSpec:
     spec_path = tmp_path / "paths.yaml"
     spec_path.write_text(yaml.safe_dump({
-        "base": str(QUICKSTART), "slurm": slurm,
+        **({"base": str(base)} if base else {}), "slurm": slurm,
         "overrides": {"run.dir": str(run_dir), "data.root": str(data_root)}}))
     return load_spec(spec_path)
 
@@ -86,7 +87,11 @@ def test_node_local_paths_are_refused_when_jobs_leave_this_host(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     asked = []
     monkeypatch.setattr(slurm, "cluster_is_this_host", lambda p: asked.append(p) or False)
-    spec = shared_spec(tmp_path, Path("/shared/runs"), Path("/tmp/h2z"), partition="gpu")
+    # the venv, the working directory and the base config (none) on shared paths, wherever
+    # this checkout lives (a CI clone may be under /tmp)
+    monkeypatch.setattr(sys, "executable", "/shared/venv/bin/python")
+    monkeypatch.chdir("/")
+    spec = shared_spec(tmp_path, Path("/shared/runs"), Path("/tmp/h2z"), None, partition="gpu")
     with pytest.raises(ConfigError) as info:
         slurm.check_shared_paths(spec, expand(spec))
     message = str(info.value)
@@ -95,15 +100,15 @@ def test_node_local_paths_are_refused_when_jobs_leave_this_host(
     assert "slurm.allow_local_paths=true" in message and "\n" not in message
     assert asked == ["gpu"], "sinfo is asked about the partition the jobs go to"
 
-    opted_out = shared_spec(tmp_path, Path("/shared/runs"), Path("/tmp/h2z"),
+    opted_out = shared_spec(tmp_path, Path("/shared/runs"), Path("/tmp/h2z"), None,
                             allow_local_paths=True)
     slurm.check_shared_paths(opted_out, expand(opted_out))
     with pytest.raises(ConfigError, match=r"sweep\.slurm\.allow_local_paths.*true or false"):
-        bad = shared_spec(tmp_path, Path("/shared/runs"), Path("/tmp/h2z"),
+        bad = shared_spec(tmp_path, Path("/shared/runs"), Path("/tmp/h2z"), None,
                           allow_local_paths="yes")
         slurm.check_shared_paths(bad, expand(bad))
 
-    shared = shared_spec(tmp_path, Path("/shared/runs"), Path("/shared/h2z"))
+    shared = shared_spec(tmp_path, Path("/shared/runs"), Path("/shared/h2z"), None)
     asked.clear()
     slurm.check_shared_paths(shared, expand(shared))
     assert asked == [], "nothing node-local: SLURM is not asked"
