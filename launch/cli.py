@@ -115,6 +115,11 @@ def _report_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="where the files go (default: <sweep folder>/report for a spec, "
                    "./report otherwise)")
+    p.add_argument("--curves", type=lambda t: [k for k in t.split(",") if k.strip()],
+                   default=[], metavar="KEY,KEY",
+                   help="also draw these logged metrics over steps (e.g. val/A2B_bg_psnr,"
+                   "val/B2A_object_l1): curves.png and curves.csv, each group's mean ± std "
+                   "over its seeds, beside the identity baseline where there is one")
     p.add_argument("--uri", help="tracking store of run ids (default: $MLFLOW_TRACKING_URI)")
     _add_set(p)
     return p
@@ -315,7 +320,8 @@ def _report(args: argparse.Namespace) -> int:
     if len(args.runs) == 1 and _is_spec(args.runs[0]):
         spec = load_spec(args.runs[0], args.set)
         points = expand(spec)
-        done = _spec_report(spec, points, _Tracking(spec, points), keys, args.out)
+        done = _spec_report(spec, points, _Tracking(spec, points), keys, args.out,
+                            args.curves)
     else:
         if args.set:
             raise ConfigError("--set", " ".join(args.set), "changes a sweep spec; these are "
@@ -325,13 +331,14 @@ def _report(args: argparse.Namespace) -> int:
         if keys is None:
             keys = report.varying_keys([r.params for r in report.latest_per_name(runs)[0]])
         done = report.write("Sweep report", keys, runs, args.out or Path("report"),
-                            parent=report.shared_parent(runs))
+                            parent=report.shared_parent(runs), curves=args.curves)
     _print_report(done)
     return EXIT_OK if done.averaged else EXIT_FAILED
 
 
 def _spec_report(spec: SweepSpec, points: list[Point], tracking: _Tracking,
-                 keys: list[str] | None = None, out: Path | None = None) -> Report:
+                 keys: list[str] | None = None, out: Path | None = None,
+                 curves: list[str] | None = None) -> Report:
     """The report of a spec's points: their latest MLflow runs in the sweep's store (found by
     its sweep_id, as `liss sweep status` finds them); points without one are listed."""
     from launch import report
@@ -353,7 +360,7 @@ def _spec_report(spec: SweepSpec, points: list[Point], tracking: _Tracking,
     return report.write(f"Sweep report: {spec.name}", report.axis_keys(points)
                         if keys is None else keys, runs, out or sweep_dir(spec) / "report",
                         missing=missing, parent=(tracking.uri, parent) if parent else None,
-                        notes=notes, order=[p.name for p in points])
+                        notes=notes, order=[p.name for p in points], curves=curves or ())
 
 
 def _no_run(sub: Submission | None) -> str:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from launch import ablation
+from launch import curves as curves_lib
 from launch.ablation import SEED_KEY, RunResult
 from launch.sweep import Point
 from liss import config as config_lib
@@ -164,10 +165,10 @@ class Report:
 def write(title: str, keys: Sequence[str], runs: Sequence[RunData], out: Path, *,
           missing: Missing | None = None,
           parent: tuple[str, str] | None = None, notes: Sequence[str] = (),
-          order: Sequence[str] | None = None) -> Report:
+          order: Sequence[str] | None = None, curves: Sequence[str] = ()) -> Report:
     """Write the report files into `out` and log them to `parent` (uri, run id), if any.
     Runs (and groups) come in `order` of their names (a spec's points), else as they
-    started."""
+    started. `curves`: metric keys whose learning curves (`launch/curves.py`) to add."""
     kept, older = latest_per_name(runs)
     rows = results(sorted(kept, key=lambda r: r.start_ms), keys, missing)
     if order is not None:
@@ -177,9 +178,13 @@ def write(title: str, keys: Sequence[str], runs: Sequence[RunData], out: Path, *
     if older:
         notes.append(f"Left out: {len(older)} older run(s) of the same names (a point run "
                      f"again with --force): {', '.join(r.ref.run_id for r in older)}.")
+    groups = ablation.group_results(rows)
+    refs = {r.ref.run_id: r.ref for r in kept}
+    finished = [(", ".join(g.values) or "all", [refs[r.run_id] for r in g.finished])
+                for g in groups if g.n]
+    curve_groups = _curve_groups(finished, curves) if curves else []
     out.mkdir(parents=True, exist_ok=True)
     files = []
-    groups = ablation.group_results(rows)
     histories = {r.ref.run_id: r.history for r in kept if r.history is not None}
     try:
         figure = plot_groups([(", ".join(g.values) or "all",
@@ -192,6 +197,11 @@ def write(title: str, keys: Sequence[str], runs: Sequence[RunData], out: Path, *
         notes.append(f"No figure: {e}.")
     else:
         files.append(figure)
+    if curve_groups:
+        files += [curves_lib.plot(curve_groups, curves, out / "curves.png"),
+                  curves_lib.write_csv(curve_groups, curves, out / "curves.csv")]
+        notes.append(f"Learning curves: curves.png, curves.csv ({', '.join(curves)}; each "
+                     "group's mean ± sample std over steps, the identity baseline dotted).")
     notes.append(LEGEND)
     text = ablation.markdown(title, keys, rows, notes)
     (out / "report.md").write_text(text)
@@ -208,6 +218,14 @@ LEGEND = ("Metrics: `test/*` translation vs paired ground truth at the end of tr
           "off, `@end`: at the end, `forgetting/*`: how much worse it got (positive: "
           "forgotten), `switch_step/*`: when; `time/wall_s`: the MLflow run's start to end; "
           "`perf/*`: median of the logged windows; `*_peak`: the highest logged value.")
+
+
+def _curve_groups(groups: Sequence[tuple[str, Sequence[RunRef]]], keys: Sequence[str]
+                  ) -> curves_lib.Groups:
+    """Each group's runs' histories of `keys`, read before any file is written (a key no run
+    logged is a ConfigError)."""
+    histories = iter(curves_lib.read_histories([r for _, refs in groups for r in refs], keys))
+    return [(label, [next(histories) for _ in refs]) for label, refs in groups]
 
 
 def _write_csv(path: Path, rows: list[list[str]]) -> None:

@@ -281,7 +281,12 @@ def _point_name(sweep: str, assignment: Mapping[str, Any], varying: list[str]) -
         if value is None:
             continue
         leaf = key.rsplit(".", 1)[-1]
-        parts.append(f"s{value}" if leaf == "seed" else slug(str(value)))
+        if leaf == "seed":
+            parts.append(f"s{value}")
+        elif isinstance(value, list):  # tasks.auxiliary_tasks: [depth, gray] / []
+            parts.append("+".join(map(str, value)) if value else f"no-{leaf}")
+        else:
+            parts.append(str(value))
     name = slug("-".join(parts))
     return name[:MAX_NAME].rstrip("-")
 

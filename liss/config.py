@@ -20,6 +20,7 @@ import yaml
 
 from liss import resources
 from liss.nn.sizes import STRIDE, min_discriminator_input
+from liss.paired_names import METRICS as PAIRED_METRICS
 from liss.taskspec import AUTO, TASK_NAMES, auto_tasks, specs_of
 
 
@@ -510,7 +511,7 @@ def selectable_metrics(cfg: Config) -> list[str]:
         names += [f"val/{d}/cycle_l1", f"val/{d}/idt_l1"]
         if s.task_schedule == "liss" or s.repr_mode == "distillation":
             names.append(f"val/{d}/distill_l1")
-    paired = ("l1", "psnr", "ssim", "changed_l1") if t.eval_every else ()
+    paired = PAIRED_METRICS if t.eval_every else ()
     fid = ("fid", "kid", "kid_std") if t.eval_fid else ()
     for n in ("A2B", "B2A"):
         names += [f"val/{n}_{p}{k}" for p in ("", "identity_") for k in paired]

@@ -38,6 +38,11 @@ def depth_path(image: Path) -> Path:
     return image.parent / "depths" / f"{image.stem}.png"
 
 
+def mask_path(truth: Path) -> Path:
+    """Where the object mask of a paired-truth image lives: `<folder>/masks/<stem>.png`."""
+    return truth.parent / "masks" / f"{truth.stem}.png"
+
+
 @dataclass(frozen=True)
 class Split:
     """The image files of one split, per domain (after `direction` swapping)."""

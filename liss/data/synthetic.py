@@ -13,7 +13,11 @@ Layout (CycleGAN): `{trainA,trainB,testA,testB}/<stem>.jpg` (RGB JPEG, quality 9
 `depths/<stem>.png`, stems `00000`, `00001`, ...; `gt/testA2B/<stem>.png` is the testA scene
 rendered with the B coat and `gt/testB2A/<stem>.png` the testB scene with the A coat, and
 `gt/trainA2B`, `gt/trainB2A` the same for train scenes (RGB PNG,
-identical geometry, light and colours). `.liss-synth.json`, written last, marks a finished set.
+identical geometry, light and colours). `gt/<folder>/masks/<stem>.png` (8-bit, 255 on every
+pixel an object touches, 0 elsewhere) is the only region where the two coats differ: paired
+metrics score background preservation outside it and the coat inside it. `.liss-synth.json`,
+written last, marks a finished set; a set without masks (written by an earlier liss) is
+incomplete and `generate` replaces it.
 
 Depth encoding (8-bit grayscale PNG): z is the distance of the first hit along the camera's
 optical axis (sky and ground beyond Z_FAR: z = Z_FAR), stored as
@@ -440,9 +444,9 @@ def _validate(n_train: int, n_test: int, size: int, seed: int) -> None:
 def _check_target(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not is_complete(out):
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise FileExistsError(
-            f"{out} is not empty and holds no complete synthetic dataset; "
+            f"{out} is not empty and holds no synthetic dataset written by liss; "
             "remove it or choose another folder")
 
 
@@ -464,8 +468,7 @@ def _write_dataset(root: Path, *, n_train: int, n_test: int, size: int,
     counts = _folder_counts(n_train, n_test)
     for folder in counts:
         (root / folder).mkdir(parents=True)
-        if not folder.startswith("gt/"):
-            (root / folder / "depths").mkdir()
+        (root / folder / ("masks" if folder.startswith("gt/") else "depths")).mkdir()
     jobs = [(split, d, i) for split, n in (("train", n_train), ("test", n_test))
             for d in DOMAIN_IDS for i in range(n)]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -488,16 +491,17 @@ def _other(domain: str) -> str:
 
 def _write_image(root: Path, split: str, domain: str, index: int, *, size: int,
                  seed: int) -> None:
-    """The image, its depth map and the other-coat ground truth (train scenes too, so a
-    validation split carved from train can be scored against truth during training)."""
+    """The image, its depth map, the other-coat ground truth and the object mask (train
+    scenes too, so a validation split carved from train can be scored during training)."""
     scene = scene_for(seed, split, domain, index)
     folder, stem = root / f"{split}{domain}", f"{index:05d}"
-    rgb, depth, _ = render_scene(scene, domain, size)
+    rgb, depth, mask = render_scene(scene, domain, size)
     Image.fromarray(rgb).save(folder / f"{stem}.jpg", quality=JPEG_QUALITY)
     Image.fromarray(depth).save(folder / "depths" / f"{stem}.png")
     other = _other(domain)
-    gt = render_scene(scene, other, size)[0]
-    Image.fromarray(gt).save(root / "gt" / f"{split}{domain}2{other}" / f"{stem}.png")
+    gt = root / "gt" / f"{split}{domain}2{other}"
+    Image.fromarray(render_scene(scene, other, size)[0]).save(gt / f"{stem}.png")
+    Image.fromarray(mask.astype(np.uint8) * 255).save(gt / "masks" / f"{stem}.png")
 
 
 def is_complete(out: Path) -> bool:
@@ -516,6 +520,6 @@ def _folder_complete(root: Path, name: str, n: int) -> bool:
     if not folder.is_dir():
         return False
     if name.startswith("gt/"):
-        return len(list(folder.glob("*.png"))) == n
+        return len(list(folder.glob("*.png"))) == n == len(list(folder.glob("masks/*.png")))
     images = list_images(folder)
     return len(images) == n and all(depth_path(p).is_file() for p in images)

@@ -23,7 +23,6 @@ from liss.data.batch import Batch, DomainBatch, by_shape
 from liss.data.images import Failures, depth_file, load_or_substitute, read_image
 from liss.data.sampler import SampleRef, StreamSampler
 
-
 Place = Callable[[Geometry], CropFlip]  # where the crop of a geometry goes (keyed or centred)
 
 
@@ -33,17 +32,25 @@ def load_sample(image_path: Path, with_depth: bool, prep: Preprocess, place: Pla
     image's geometry), crop where `place` puts the box, flip: image and depth together."""
     image = read_image(image_path)
     params = place(prep.geometry(*image.shape[-2:]))
-    resized, (ch, cw) = params.geometry.resized, params.geometry.crop
-    image = _resize(image, resized, "bicubic")
-    depth = _resize(read_image(depth_file(image_path), gray=True), resized, "bilinear") \
-        if with_depth else None
+    resized = params.geometry.resized
+    image = _crop_flip(_resize(image, resized, "bicubic"), params).mul(2.0).sub(1.0)
+    depth = _crop_flip(_resize(read_image(depth_file(image_path), gray=True), resized,
+                               "bilinear"), params) if with_depth else None
+    return image.contiguous(), None if depth is None else depth.contiguous()
 
-    def geometry(t: Tensor) -> Tensor:
-        t = t[:, params.y:params.y + ch, params.x:params.x + cw]
-        return t.flip(-1) if params.flip else t
 
-    image = geometry(image).mul(2.0).sub(1.0)
-    return image.contiguous(), None if depth is None else geometry(depth).contiguous()
+def load_mask(mask_path: Path, prep: Preprocess, place: Place) -> Tensor:
+    """[1,h,w] coverage in [0, 1] of a mask image, through the geometry its image takes:
+    resized bilinear (so a pixel on the border keeps a partial coverage), cropped, flipped."""
+    mask = read_image(mask_path, gray=True)
+    params = place(prep.geometry(*mask.shape[-2:]))
+    return _crop_flip(_resize(mask, params.geometry.resized, "bilinear"), params).contiguous()
+
+
+def _crop_flip(t: Tensor, params: CropFlip) -> Tensor:
+    ch, cw = params.geometry.crop
+    t = t[:, params.y:params.y + ch, params.x:params.x + cw]
+    return t.flip(-1) if params.flip else t
 
 
 def _resize(t: Tensor, size: tuple[int, int], mode: str) -> Tensor:

@@ -1,7 +1,8 @@
 """`liss eval`: a checkpoint's translation quality and task metrics on a dataset split.
 
-* paired truth (`paired.py`): L1, PSNR, SSIM and L1 on changed pixels per direction, with the
-  identity baseline (the untranslated input against the truth);
+* paired truth (`paired.py`): L1, PSNR, SSIM and L1 on changed pixels per direction, and
+  where the truth has object masks background L1/PSNR, object L1 and the phase-blind
+  texture score, each with the identity baseline (the untranslated input against the truth);
 * with `--fid`: FID and KID per direction by torch-fidelity, translations of every full
   split image of one domain, saved as 8-bit PNGs, against the real split images of the other
   (Inception weights supplied by the user);
@@ -29,8 +30,9 @@ from liss.data.images import BadImageError
 from liss.data.layout import DOMAINS, Split, depth_path, load_splits
 from liss.eval import fid as fid_lib
 from liss.eval.generators import DIRECTIONS, LoadError, Translator, config_of, read_state
-from liss.eval.paired import METRICS, paired_metrics
+from liss.eval.paired import paired_metrics
 from liss.model import LissModel, other
+from liss.paired_names import METRICS, well_posed
 from liss.taskspec import TASKS, needs_depth
 
 AUX_ROWS = (*((s.val_metric, s.label) for s in TASKS), ("cycle_l1", "cycle L1"),
@@ -206,6 +208,11 @@ def evaluate(path: Path, root: Path, *, split: str = "test", fid: bool = False,
             "config": state["config"]}
 
 
+METRIC_LABELS = {"l1": "L1", "psnr": "PSNR (dB)", "ssim": "SSIM", "changed_l1": "L1 changed px",
+                 "bg_l1": "L1 background", "bg_psnr": "PSNR bg (dB)", "object_l1": "L1 objects",
+                 "texture": "texture (MMD2)"}
+
+
 def _cell(metrics: dict[str, float], key: str, digits: int = 4) -> str:
     return f"{metrics[key]:.{digits}f}" if key in metrics else "-"
 
@@ -216,14 +223,19 @@ def format_report(report: dict[str, Any]) -> str:
     images = ", ".join(f"{n} {d}" for d, n in report["images"].items())
     lines = [f"{report['checkpoint']} (step {report['step']}) on {report['data']} {split}: "
              f"{images} images", ""]
-    labels = {"l1": "L1", "psnr": "PSNR (dB)", "ssim": "SSIM", "changed_l1": "L1 changed px"}
     if any(k.endswith("_identity_l1") for k in m):
         lines.append(f"{'vs paired truth':<18}{'A2B':>10}{'identity':>10}{'B2A':>10}"
                      f"{'identity':>10}")
         for key in METRICS:
-            row = "".join(f"{_cell(m, f'{split}/{n}_{p}{key}'):>10}"
-                          for n in ("A2B", "B2A") for p in ("", "identity_"))
-            lines.append(f"  {labels[key]:<16}{row}")
+            keys = [f"{split}/{n}_{p}{key}" for n in ("A2B", "B2A") for p in ("", "identity_")]
+            if any(k in m for k in keys):
+                lines.append(f"  {METRIC_LABELS[key]:<16}"
+                             + "".join(f"{_cell(m, k):>10}" for k in keys))
+        if any(k.endswith("_texture") for k in m):
+            direction = report["config"].get("data", {}).get("direction", "AtoB")
+            posed = ", ".join(f"{well_posed(n, direction)[1]} {n}" for n in ("A2B", "B2A"))
+            lines.append(f"  well-posed on the synthetic data: background both ways, {posed} "
+                         "(docs/evaluation.md)")
     if any(k.endswith("_fid") for k in m):
         lines.append(f"{'realism':<18}{'A2B':>10}{'B2A':>10}")
         for key, label in (("fid", "FID"), ("kid", "KID x 1000")):

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from liss.eval import plotting
 from liss.eval.generators import LoadError
 from liss.runs import RunRef, phase_starts, resolve_refs
 from liss.schedule import IDENTITY, TRANSLATION, Phase, Schedule, Threshold, metric_key
@@ -166,18 +167,6 @@ def _bands(ax, runs: Sequence[RunHistory], colors: list[str]) -> None:
                        color=colors[i % len(colors)], alpha=0.3 if k % 2 else 0.6, lw=0)
 
 
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise LoadError("the forgetting figure needs matplotlib (pip install matplotlib)"
-                        ) from None
-    return plt
-
-
 def _panels(plt, runs: Sequence[RunHistory]):
     """(figure, one axis per task present in `runs`, those tasks' specs, the colours)."""
     tasks = specs_of({t for r in runs for t in r.tasks})
@@ -186,14 +175,6 @@ def _panels(plt, runs: Sequence[RunHistory]):
     fig, axes = plt.subplots(len(tasks), 1, figsize=(9, 1.2 + 2.4 * len(tasks)), sharex=True,
                              squeeze=False)
     return fig, axes[:, 0], tasks, plt.rcParams["axes.prop_cycle"].by_key()["color"]
-
-
-def _save(plt, fig, out: Path) -> Path:
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
 
 
 def _rings(ax, run: RunHistory, task: str, color: str) -> None:
@@ -205,7 +186,7 @@ def _rings(ax, run: RunHistory, task: str, color: str) -> None:
 
 def plot(runs: Sequence[RunHistory], out: Path) -> Path:
     """Task metrics over steps, one panel per task, phases as bands; runs overlaid."""
-    plt = _pyplot()
+    plt = plotting.pyplot("forgetting")
     fig, axes, tasks, colors = _panels(plt, runs)
     for ax, spec in zip(axes, tasks, strict=True):
         for i, run in enumerate(runs):
@@ -225,7 +206,7 @@ def plot(runs: Sequence[RunHistory], out: Path) -> Path:
     bands = "bands: phases" if len(runs) == 1 else "ribbons at the bottom: each run's phases"
     axes[0].set_title(f"validation task metrics of {names}\nrings: where the schedule "
                       f"switched the task off; {bands}", fontsize=9)
-    return _save(plt, fig, out)
+    return plotting.save(plt, fig, out)
 
 
 def mean_band(histories: Sequence[list[tuple[int, float]]]
@@ -244,7 +225,7 @@ def plot_groups(groups: Sequence[tuple[str, Sequence[RunHistory]]], out: Path) -
     """Task metrics over steps, one panel per task: each group's mean over its runs (seeds)
     as a line, ± one sample std as a band, and a ring where each run switched the task off.
     Phases differ from seed to seed, so there are no phase bands here."""
-    plt = _pyplot()
+    plt = plotting.pyplot("forgetting")
     fig, axes, tasks, colors = _panels(plt, [r for _, runs in groups for r in runs])
     for ax, spec in zip(axes, tasks, strict=True):
         for i, (label, runs) in enumerate(groups):
@@ -268,7 +249,7 @@ def plot_groups(groups: Sequence[tuple[str, Sequence[RunHistory]]], out: Path) -
     axes[0].set_title("validation task metrics, mean ± sample std over each group's runs "
                       "(solid A, dashed B)\nrings: where each run's schedule switched the "
                       "task off", fontsize=9)
-    return _save(plt, fig, out)
+    return plotting.save(plt, fig, out)
 
 
 # ---------------------------------------------------------------------- the verb

@@ -1,9 +1,10 @@
 """Evaluation during training and the best checkpoint: what the trainer calls.
 
 * `InTrainingEval(cfg, data, device)(model)` — paired-truth metrics on the validation split
-  (`val/{A2B,B2A}_{l1,psnr,ssim,changed_l1}` and their identity baselines), and with
-  `train.eval_fid` FID/KID (`val/{A2B,B2A}_{fid,kid,kid_std}`). Validation images carved from
-  train find their truth in `gt/train{A2B,B2A}`; without any truth only FID/KID remain.
+  (`val/{A2B,B2A}_{metric}` for each of `liss.paired_names.METRICS` the truth allows, and their
+  identity baselines), and with `train.eval_fid` FID/KID (`val/{A2B,B2A}_{fid,kid,kid_std}`).
+  Validation images carved from train find their truth in `gt/train{A2B,B2A}`; without any
+  truth only FID/KID remain.
   FID/KID here take a cheaper path than `liss eval --fid`'s protocol: centre crops at the
   trained size, quantised to uint8 in memory rather than full images written as PNGs, so
   they track progress but are not comparable with published numbers; the features and the

@@ -324,7 +324,7 @@ class Trainer:
                                       device=self.env.device)
         self.tracker.log_metrics(test_metrics, self.step)
         self.progress.message(format_summary(self.first_metrics, self.last_metrics,
-                                             test_metrics, self.events))
+                                             test_metrics, self.events, d.direction))
 
     def _job(self, kind: type[J]) -> J:
         return next(j for j in self.jobs if isinstance(j, kind))

@@ -28,6 +28,7 @@ from liss.eval import fid as fid_lib
 from liss.eval.evaluate import build_model, evaluate
 from liss.eval.intraining import InTrainingEval
 from liss.eval.paired import paired_metrics
+from liss.paired_names import METRICS
 from tests.feature_standin import StandinFeatures, fidelity_metrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,8 +54,10 @@ def test_json_holds_every_number_and_its_origin(trained: Path, synth_root: Path,
     assert report["split"] == "test" and report["images"] == {"A": 4, "B": 4}
     m = report["metrics"]
     for n in ("A2B", "B2A"):
-        for k in ("l1", "psnr", "ssim", "changed_l1"):
+        for k in METRICS:  # the synthetic truth has object masks: the well-posed ones too
             assert f"test/{n}_{k}" in m and f"test/{n}_identity_{k}" in m
+        assert m[f"test/{n}_identity_bg_psnr"] > 30  # the input keeps the background
+        assert 0 <= m[f"test/{n}_texture"] <= 2
     for d in "AB":
         for key in (*TASKS, "cycle_l1", "idt_l1"):
             assert f"test/{d}/{key}" in m
@@ -62,6 +65,7 @@ def test_json_holds_every_number_and_its_origin(trained: Path, synth_root: Path,
     assert report["notes"] == []
     table = capsys.readouterr().out
     assert "rotation accuracy" in table and "L1 changed px" in table and "(step 2)" in table
+    assert "PSNR bg (dB)" in table and "texture (MMD2)" in table and "well-posed" in table
 
 
 def test_numbers_are_paired_py_and_validation_numbers(trained: Path, synth_root: Path) -> None:
@@ -243,7 +247,7 @@ def test_in_training_eval_scores_the_validation_split(trained: Path, synth_root:
     evaluator = InTrainingEval(cfg, data, CPU, fid=True, extractor=StandinFeatures())
     first = evaluator(model)
     paired = {f"val/{n}_{p}{k}" for n in ("A2B", "B2A") for p in ("", "identity_")
-              for k in ("l1", "psnr", "ssim", "changed_l1")}
+              for k in METRICS}
     assert set(first) == paired | {f"val/{n}_{k}" for n in ("A2B", "B2A")
                                    for k in ("fid", "kid", "kid_std")}
     assert set(evaluator.reference) == {"A", "B"}  # real features computed once, kept
@@ -260,6 +264,7 @@ def test_in_training_eval_scores_the_validation_split(trained: Path, synth_root:
     cfg.data.root = str(root)
     with_truth = InTrainingEval(cfg, build_pipeline(cfg), CPU)(model)
     assert with_truth["val/A2B_identity_l1"] < 0.02  # an input against itself (JPEG vs PNG)
+    assert "val/A2B_texture" not in with_truth  # that truth has no masks: whole-image only
     assert with_truth["val/A2B_l1"] > with_truth["val/A2B_identity_l1"]
     assert first["val/A2B_identity_l1"] > 5 * with_truth["val/A2B_identity_l1"]  # real truth
 

@@ -1,7 +1,8 @@
 """`liss sweep report` for real: a 2 schedules x 2 seeds sweep of tiny trainings run by the
-local launcher with --report, then `liss sweep report SPEC --group-by schedule`; the table's
-numbers against mean and sample std computed here from the runs' own MLflow records, the
-group count and n, and the files logged to the sweep's parent run."""
+local launcher with --report, then `liss sweep report SPEC --group-by schedule --curves ...`;
+the table's and the learning curves' numbers against mean and sample std computed here from
+the runs' own MLflow records, the group count and n, and the files logged to the sweep's
+parent run; a --curves key no run logged exits 2 and writes nothing."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.integration.test_launch_local import sweep, tiny_spec
 
 pytestmark = pytest.mark.slow
 FILES = {"report.md", "report.csv", "runs.csv", "forgetting.png"}
+CURVE = "val/A2B_bg_psnr"  # logged at every in-training evaluation (train.eval_every=2)
 
 
 def expected_values(client: MlflowClient, run) -> dict[str, float]:
@@ -56,7 +58,7 @@ def test_report_of_a_two_by_two_sweep(tmp_path: Path, synth_root: Path) -> None:
     spec_path = tiny_spec(tmp_path, synth_root, name="abl", overrides={
         "tasks.auxiliary_tasks": "depth,gray",  # thresholds every run passes: sequential
         "schedule.depth_loss_threshold": 100.0,  # switches at step 2 and at step 4
-        "schedule.gray_loss_threshold": 100.0},
+        "schedule.gray_loss_threshold": 100.0, "train.eval_every": 2},
         axes={"schedule.task_schedule": ["parallel", "sequential"], "run.seed": [0, 1]})
     spec = load_spec(spec_path)
     done = sweep(str(spec_path), "--launcher", "local", "--max-parallel", "2", "--report")
@@ -65,8 +67,15 @@ def test_report_of_a_two_by_two_sweep(tmp_path: Path, synth_root: Path) -> None:
     assert "by `schedule.task_schedule`" in done.stdout, "the default: the axes but run.seed"
     assert {p.name for p in (sweep_dir(spec) / "report").iterdir()} == FILES
 
+    typo = sweep("report", str(spec_path), "--curves", "val/A2B_bg_psnr,val/A2B_bgpsnr",
+                 "--out", str(tmp_path / "typo"))
+    assert typo.returncode == 2 and not (tmp_path / "typo").exists()
+    assert "--curves='val/A2B_bgpsnr': no run of the report logged it" in typo.stderr
+    assert "val/A2B_bg_psnr" in typo.stderr.rsplit("validation metrics:", 1)[1]
+
     out = tmp_path / "out"
-    again = sweep("report", str(spec_path), "--group-by", "schedule", "--out", str(out))
+    again = sweep("report", str(spec_path), "--group-by", "schedule", "--out", str(out),
+                  "--curves", CURVE)
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.startswith((out / "report.md").read_text())
 
@@ -87,7 +96,7 @@ def test_report_of_a_two_by_two_sweep(tmp_path: Path, synth_root: Path) -> None:
         assert (row["runs"], row["seeds"], row["left_out"]) == ("2", "0 1", "0")
         values = [expected_values(client, r) for r in by_group[row["schedule.task_schedule"]]]
         keys = set(values[0]) | set(values[1])
-        assert len([k for k in keys if k.startswith("test/")]) == 16  # 2 directions x 8
+        assert len([k for k in keys if k.startswith("test/")]) == 32  # 2 directions x 16
         for key in keys:
             both = [v[key] for v in values]
             assert float(row[f"{key}:mean"]) == pytest.approx(statistics.fmean(both)), key
@@ -113,9 +122,23 @@ def test_report_of_a_two_by_two_sweep(tmp_path: Path, synth_root: Path) -> None:
         per_run = list(csv.DictReader(f))
     assert sorted(r["run"] for r in per_run) == sorted(r.info.run_name for r in children)
     assert {r["status"] for r in per_run} == {"FINISHED"}
-    with Image.open(out / "forgetting.png") as im:
-        assert im.format == "PNG" and im.width > 500
+    for figure in ("forgetting.png", "curves.png"):
+        with Image.open(out / figure) as im:
+            assert im.format == "PNG" and im.width > 500
+
+    with (out / "curves.csv").open() as f:
+        curves = list(csv.DictReader(f))
+    for group in ("parallel", "sequential"):
+        histories = [{m.step: m.value for m in client.get_metric_history(r.info.run_id, CURVE)}
+                     for r in by_group[group]]
+        rows_of = [r for r in curves if r["group"] == group]
+        assert [int(r["step"]) for r in rows_of] == [2, 4] == sorted(histories[0])
+        for r in rows_of:
+            both = [h[int(r["step"])] for h in histories]
+            assert float(r["mean"]) == pytest.approx(statistics.fmean(both), rel=1e-5)
+            assert float(r["std"]) == pytest.approx(statistics.stdev(both), rel=1e-5, abs=1e-9)
+            assert (r["metric"], r["n"]) == (CURVE, "2")
 
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert logged == {f"report/{name}" for name in FILES}
+    assert logged == {f"report/{name}" for name in FILES | {"curves.png", "curves.csv"}}
     assert f"logged to the parent run {parent.info.run_id}" in again.stdout

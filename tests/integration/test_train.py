@@ -93,7 +93,9 @@ def test_mlflow_run_reads_back(finished_run: Path, tmp_path: Path) -> None:
     assert any("grid" in p and "step+6" in p and p.endswith(".png") for p in images)
     local = client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path))
     assert config.load(local).run.name == "e2e"
-    assert "test/A2B_changed_l1" in run.data.metrics  # paired truth of the synthetic data
+    metrics = run.data.metrics  # paired truth and object masks of the synthetic data
+    assert {f"test/{n}_{k}" for n in ("A2B", "B2A") for k in ("changed_l1", "bg_psnr",
+                                                               "texture")} <= set(metrics)
 
 
 def test_quickstart_command_in_a_subprocess(synth_root: Path, tmp_path: Path) -> None:

@@ -137,9 +137,16 @@ def test_default_yaml_lists_every_key_and_is_current() -> None:
     assert config.load(REPO / "configs/default.yaml") == config.Config()
 
 
-@pytest.mark.parametrize("name", ["quickstart.yaml", "default.yaml", "horse2zebra.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
 def test_shipped_configs_are_valid(name: str) -> None:
     config.load(REPO / "configs" / name)
+
+
+def test_cyclegan_baseline_has_cyclegans_own_defaults() -> None:
+    cfg = config.load(REPO / "configs" / "cyclegan.yaml")
+    assert cfg.tasks.auxiliary_tasks == [] and cfg.model.identity == "same"
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2) == (
+        "adam", 2e-4, 0.5, 0.999)
 
 
 def test_cuda_asked_for_but_absent(tiny_overrides, capsys) -> None:

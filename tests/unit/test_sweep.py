@@ -171,6 +171,15 @@ def test_product_points_exclude_and_names(tmp_path: Path) -> None:
     assert points[-1].config.schedule.repr_mode == "freeze"  # the base config's value
 
 
+def test_list_values_name_their_points(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, axes={"run.seed": [0]}, points=[
+        {"tasks.auxiliary_tasks": ["depth", "gray"], "run.seed": 1},
+        {"tasks.auxiliary_tasks": [], "run.seed": 1}]))
+    points = expand(spec)
+    assert [p.name for p in points] == ["sw-s0", "sw-s1-depth-gray", "sw-s1-no-auxiliary-tasks"]
+    assert [p.config.tasks.auxiliary_tasks for p in points[1:]] == [["depth", "gray"], []]
+
+
 def test_points_share_folder_and_store(tmp_path: Path) -> None:
     spec = load_spec(write_spec(tmp_path, axes={"run.seed": [0, 1]},
                                 overrides={"run.dir": str(tmp_path / "runs"),
@@ -235,6 +244,11 @@ def test_shipped_sweeps_expand() -> None:
     assert "schedules-representational-distillation-s2" in {p.name for p in points}
     smoke = expand(load_spec(REPO / "configs" / "sweeps" / "smoke.yaml"))
     assert [p.name for p in smoke] == ["smoke-parallel", "smoke-liss"]
+    arms = expand(load_spec(REPO / "configs" / "sweeps" / "optim-identity.yaml"))
+    assert len(arms) == 12 and arms[0].name == "optim-identity-s0-radam-crossed"
+    assert {(p.config.optim.name, p.config.model.identity) for p in arms[:4]} == {
+        (o, i) for o in ("radam", "adam") for i in ("crossed", "same")}
+    assert all(p.config.tasks.auxiliary_tasks == [] for p in arms)
 
 
 # --------------------------------------------------------------------------- the CLI

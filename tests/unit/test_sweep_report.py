@@ -101,7 +101,8 @@ def test_csv_rows() -> None:
 
 def test_metric_order() -> None:
     keys = ["perf/img_per_s", "test/B2A_psnr", "test/A2B_identity_l1", "test/A2B_psnr",
-            "test/A2B_changed_l1", "val/A2B_kid", "val/A2B_fid", "val/A/rotation_acc",
+            "test/A2B_changed_l1", "test/B2A_object_l1", "test/A2B_bg_psnr", "val/A2B_kid",
+            "val/A2B_fid", "val/A/rotation_acc",
             "forgetting/A/rotation_acc", "val/B/rotation_acc@switch", "val/A/rotation_acc@end",
             "val/A/rotation_acc@switch", "switch_step/rotation", "val/A/depth_loss@end",
             "steps", "lr/G", "best/step"]
@@ -109,8 +110,8 @@ def test_metric_order() -> None:
     assert [title.split()[0] for title, _ in sections] == ["translation", "FID", "auxiliary",
                                                           "cost"]
     assert [k for _, ks in sections for k in ks] == [
-        "test/A2B_changed_l1", "test/A2B_psnr", "test/B2A_psnr", "test/A2B_identity_l1",
-        "val/A2B_fid", "val/A2B_kid",
+        "test/A2B_bg_psnr", "test/A2B_changed_l1", "test/A2B_psnr", "test/B2A_object_l1",
+        "test/B2A_psnr", "test/A2B_identity_l1", "val/A2B_fid", "val/A2B_kid",
         "val/A/depth_loss@end",
         "switch_step/rotation", "val/A/rotation_acc@switch", "val/A/rotation_acc@end",
         "forgetting/A/rotation_acc", "val/B/rotation_acc@switch",

@@ -92,14 +92,17 @@ def test_layout_counts_formats_and_sizes(dataset: Path) -> None:
                 assert (d.format, d.mode, d.size) == ("PNG", "L", (SIZE, SIZE))
 
 
-def test_ground_truth_for_every_test_image(dataset: Path) -> None:
+def test_ground_truth_and_mask_for_every_test_image(dataset: Path) -> None:
     for domain, gt in (("A", "testA2B"), ("B", "testB2A")):
         stems = [p.stem for p in list_images(dataset / f"test{domain}")]
-        gt_files = sorted((dataset / "gt" / gt).iterdir())
+        gt_files = sorted(p for p in (dataset / "gt" / gt).iterdir() if p.is_file())
         assert [p.stem for p in gt_files] == stems
+        assert [p.stem for p in sorted((dataset / "gt" / gt / "masks").iterdir())] == stems
         for p in gt_files:
             with Image.open(p) as im:
                 assert (im.format, im.mode, im.size) == ("PNG", "RGB", (SIZE, SIZE))
+            with Image.open(p.parent / "masks" / p.name) as im:
+                assert (im.format, im.mode, im.size) == ("PNG", "L", (SIZE, SIZE))
 
 
 def test_marker_records_params_and_counts(dataset: Path) -> None:
@@ -164,6 +167,21 @@ def test_written_files_match_the_renderer(dataset: Path) -> None:
             assert np.abs(jpeg - rgb).mean() < 3.0
 
 
+def test_masks_are_the_object_pixels_where_the_coats_may_differ(dataset: Path) -> None:
+    for split, d in (("train", "A"), ("test", "B")):
+        other = "B" if d == "A" else "A"
+        for i in range(N_TEST):
+            scene = synthetic.scene_for(SEED, split, d, i)
+            rgb, _, mask = synthetic.render_scene(scene, d, SIZE)
+            written = np.asarray(Image.open(dataset / f"gt/{split}{d}2{other}/masks/{i:05d}.png"))
+            assert written.dtype == np.uint8 and set(np.unique(written)) <= {0, 255}
+            assert np.array_equal(written == 255, mask)
+            truth = np.asarray(Image.open(dataset / f"gt/{split}{d}2{other}/{i:05d}.png"))
+            differs = (truth != synthetic.render_scene(scene, d, SIZE)[0]).any(-1)
+            assert differs.any() and not (differs & ~mask).any()
+            assert np.array_equal(rgb, synthetic.render_scene(scene, d, SIZE)[0])
+
+
 def test_b_coat_is_striped() -> None:
     variance = {"A": 0.0, "B": 0.0}
     for i in range(8):
@@ -186,11 +204,23 @@ def test_is_complete_detects_missing_pieces(dataset: Path, tmp_path: Path) -> No
     assert synthetic.is_complete(dataset)
     assert not synthetic.is_complete(tmp_path / "nowhere")
     for i, name in enumerate([synthetic.MARKER, "trainA/depths/00001.png", "testB/00002.jpg",
-                              "gt/testA2B/00000.png"]):
+                              "gt/testA2B/00000.png", "gt/trainB2A/masks/00003.png"]):
         copy = tmp_path / f"copy{i}"
         shutil.copytree(dataset, copy)
         (copy / name).unlink()
         assert not synthetic.is_complete(copy), name
+
+
+def test_a_set_without_masks_is_incomplete_and_replaced(tmp_path: Path) -> None:
+    """Sets written before the masks existed: `--if-missing` regenerates them (same images)."""
+    out = tmp_path / "ds"
+    synthetic.generate(out, n_train=2, n_test=1, size=16)
+    before = files(out)
+    for folder in (out / "gt").iterdir():
+        shutil.rmtree(folder / "masks")
+    assert not synthetic.is_complete(out)
+    synthetic.generate(out, n_train=2, n_test=1, size=16)
+    assert synthetic.is_complete(out) and files(out) == before
 
 
 def test_regenerating_replaces_a_complete_dataset(tmp_path: Path) -> None:
