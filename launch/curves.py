@@ -2,7 +2,8 @@
 over steps, one panel per metric, each group's mean over its finished runs (seeds) as a
 line and ± one sample std as a band; where the runs also logged the identity baseline of
 a paired-truth metric (`val/A2B_texture` -> `val/A2B_identity_texture`), its mean over
-every run as a dotted black line, the level a translation has to beat.
+every run as a dotted black line, the level a translation has to beat (named in words
+instead where it lies far off the curves' range).
 
 Written as `curves.png` and `curves.csv` (group, metric, step, mean, std, n).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import re
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -60,27 +62,51 @@ def plot(groups: Groups, keys: Sequence[str], out: Path) -> Path:
                              squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, key in zip(axes[:, 0], keys, strict=True):
+        span: list[float] = []  # the bands' extent
         for i, (label, runs) in enumerate(groups):
             band = mean_band([r[key] for r in runs if r.get(key)])
             if not band:
                 continue
             steps, means, stds = zip(*band, strict=True)
             color = colors[i % len(colors)]
+            low = [m - s for m, s in zip(means, stds, strict=True)]
+            high = [m + s for m, s in zip(means, stds, strict=True)]
             ax.plot(steps, means, color=color, lw=1.4, marker=".", ms=3,
                     label=f"{label} (n={len(runs)})")
-            ax.fill_between(steps, [m - s for m, s in zip(means, stds, strict=True)],
-                            [m + s for m, s in zip(means, stds, strict=True)],
-                            color=color, alpha=0.15, lw=0)
+            ax.fill_between(steps, low, high, color=color, alpha=0.15, lw=0)
+            span += [min(low), max(high)]
         base = identity_key(key)
         baseline = mean_band([r[base] for _, runs in groups for r in runs if r.get(base)])
-        if baseline:
-            steps, means, _ = zip(*baseline, strict=True)
-            ax.plot(steps, means, ":", color="black", lw=1.2, label="identity (input)")
+        if baseline and span:
+            _identity(ax, baseline, min(span), max(span))
         ax.set_ylabel(key, fontsize=8)
     axes[0, 0].legend(fontsize=7, loc="best", ncol=2 if len(groups) > 2 else 1)
     axes[-1, 0].set_xlabel("step")
     axes[0, 0].set_title("mean ± sample std over each group's runs", fontsize=9)
     return plotting.save(plt, fig, out)
+
+
+def _identity(ax, baseline: list[tuple[int, float, float]], low: float, high: float) -> None:
+    """The identity baseline dotted, or named in words where it lies so far off the groups'
+    range (an untouched background: ~49 dB) that drawing it would flatten their curves."""
+    level = statistics.fmean(m for _, m, _ in baseline)
+    where = off_range(level, low, high)
+    if where is None:
+        steps, means, _ = zip(*baseline, strict=True)
+        ax.plot(steps, means, ":", color="black", lw=1.2, label="identity (input)")
+    else:
+        ax.text(0.99, 0.97 if where == "above" else 0.03,
+                f"identity (input): {level:.4g}, {where}", transform=ax.transAxes, ha="right",
+                va="top" if where == "above" else "bottom", fontsize=7)
+
+
+def off_range(level: float, low: float, high: float) -> str | None:
+    """"above"/"below" where `level` lies more than the curves' own extent [low, high] off
+    it; None where drawing it keeps the curves readable."""
+    margin = max(high - low, 1e-12)
+    if level > high + margin:
+        return "above"
+    return "below" if level < low - margin else None
 
 
 def write_csv(groups: Groups, keys: Sequence[str], out: Path) -> Path:

@@ -1,14 +1,12 @@
-"""The README's figures, regenerated from finished runs:
+"""The README's translation figure, regenerated from a finished run:
 
-    python -m liss.eval.showcase RUN_DIR [RUN_DIR ...] --out docs/img/
+    python -m liss.eval.showcase RUN_DIR --out docs/img/
 
-* `translations.png` — test images of the first run's dataset translated by its trained
-  generators, each beside its paired truth: input A | A->B | truth, input B | B->A | truth;
-* `forgetting.png` — the forgetting figure of all the runs (`liss forgetting`), and its table
-  on stdout.
-
-The generators come from `generators.pt` (else the newest checkpoint) of the first run; the
-data from its config's `data.root` unless `--data` says otherwise.
+writes `translations.png`: test images of the run's dataset translated by its trained
+generators, each beside its paired truth: input A | A->B | truth, input B | B->A | truth.
+The generators come from `generators.pt` (else the newest checkpoint); the data from the
+run's `data.root` unless `--data` says otherwise. (The README's forgetting figure is
+`liss sweep report`'s, over seeds: docs/evaluation.md.)
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ from liss import config as config_lib
 from liss.config import ConfigError
 from liss.data.layout import list_images
 from liss.eval import tiling
-from liss.eval.forgetting import run_forgetting
 from liss.eval.generators import DIRECTIONS, LoadError, load_translator
 from liss.eval.translate import load_input, to_uint8
 
@@ -91,17 +88,16 @@ def translation_grid(run_dir: Path, root: Path | None, n: int, out: Path) -> Pat
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m liss.eval.showcase", description=__doc__)
-    p.add_argument("runs", nargs="+", help="run folders (the first gives the translations)")
+    p.add_argument("run", help="a finished run's folder")
     p.add_argument("--out", default="docs/img", help="output folder")
     p.add_argument("--data", help="dataset root (default: the first run's data.root)")
     p.add_argument("-n", type=int, default=4, help="test images per direction")
     args = p.parse_args(argv)
     out = Path(args.out)
     try:
-        grid = translation_grid(Path(args.runs[0]), Path(args.data) if args.data else None,
+        grid = translation_grid(Path(args.run), Path(args.data) if args.data else None,
                                 args.n, out / "translations.png")
         print(f"wrote {grid}")
-        print(run_forgetting(args.runs, uri=None, out=out / "forgetting.png", log=False))
     except (LoadError, ConfigError) as e:
         print(f"liss: {e}", file=sys.stderr)
         return 2
