@@ -249,6 +249,13 @@ def test_shipped_sweeps_expand() -> None:
     assert {(p.config.optim.name, p.config.model.identity) for p in arms[:4]} == {
         (o, i) for o in ("radam", "adam") for i in ("crossed", "same")}
     assert all(p.config.tasks.auxiliary_tasks == [] for p in arms)
+    claims = expand(load_spec(REPO / "configs" / "sweeps" / "claims.yaml"))
+    arms = {(p.config.schedule.task_schedule, tuple(p.config.tasks.auxiliary_tasks),
+             p.config.optim.name, p.config.model.identity) for p in claims}
+    assert len(claims) == 15 and len(arms) == 5, "five arms of three seeds"
+    assert ("parallel", (), "adam", "same") in arms and ("parallel", (), "radam", "crossed") in arms
+    search = expand(load_spec(REPO / "configs" / "sweeps" / "showcase-search.yaml"))
+    assert search[0].config.loss.lambda_I == 0.5 and search[0].config.optim.lr == 2e-4
 
 
 # --------------------------------------------------------------------------- the CLI
