@@ -4,6 +4,8 @@
 
 writes `translations.png`: test images of the run's dataset translated by its trained
 generators, each beside its paired truth: input A | A->B | truth, input B | B->A | truth.
+Images are shown at the scale the run trained on (resized to `data.load_size` under
+`resize_and_crop`; whole, uncropped), then enlarged without interpolation.
 The generators come from `generators.pt` (else the newest checkpoint); the data from the
 run's `data.root` unless `--data` says otherwise. (The README's forgetting figure is
 `liss sweep report`'s, over seeds: docs/evaluation.md.)
@@ -58,14 +60,15 @@ def translation_grid(run_dir: Path, root: Path | None, n: int, out: Path) -> Pat
     root = root or Path(cfg.data.root)
     translator = load_translator(_generators_file(run_dir), DIRECTIONS, torch.device("cpu"))
     samples = _samples(root, n)
+    size = cfg.data.load_size if cfg.data.preprocess == "resize_and_crop" else None
     rows = []
     for i in range(min(len(p) for p in samples.values())):
         cells = []
         for direction in DIRECTIONS:
             image_path, truth_path = samples[direction][i]
-            x = load_input(image_path, None)[None]
+            x = load_input(image_path, size)[None]
             y = tiling.run(translator.nets[direction], x)[0]
-            truth = load_input(truth_path, None)
+            truth = load_input(truth_path, size)
             cells += [to_uint8(x[0]), to_uint8(y), to_uint8(truth)]
         rows.append(cells)
     headers = ["A", "A -> B", "truth", "B", "B -> A", "truth"]
